@@ -1,0 +1,3 @@
+from hfllm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""YAML + command-line flags -> the libraries' own dataclasses, with friendly errors.
+
+A config file is a flat YAML mapping whose keys are argument names of the
+dataclasses a command uses (``TrainingArguments``, ``SFTConfig``, hfllm's own
+script arguments...). Any key can be given or overridden on the command line::
+
+    hfllm pretrain --config configs/tiny/pretrain.yaml --learning_rate 1e-3
+
+Parsing is done by ``transformers.HfArgumentParser``; this module only adds the
+YAML layer, device-dependent defaults and error messages that name the bad key
+and suggest the closest valid one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from transformers import HfArgumentParser
+
+from hfllm.errors import UserError
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose argparse errors become UserError instead of sys.exit."""
+
+    def error(self, message: str):  # argparse calls this on bad values
+        raise UserError(message.replace("argument --", "--"))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into a dict; every failure is a UserError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path} (check the path; examples live in configs/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must be a mapping of 'key: value' lines, not a {type(data).__name__}")
+    return data
+
+
+def _closest(name: str, known: Sequence[str]) -> str:
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _yaml_value_to_argv(key: str, value: Any, action: argparse.Action, source: str) -> list[str]:
+    """Turn one YAML entry into the flags argparse would have seen on the command line."""
+    flag = f"--{key}"
+    if isinstance(value, dict):
+        return [flag, json.dumps(value)]
+    if isinstance(value, list):
+        if action.nargs not in ("+", "*"):
+            raise UserError(f"{source}: '{key}' takes a single value, not a list ({value!r})")
+        return [flag, *[str(v) for v in value]] if value else []
+    if isinstance(value, bool):
+        return [flag, "true" if value else "false"]
+    return [flag, str(value)]
+
+
+def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Pull ``--config PATH`` (or ``--config=PATH``) out of argv."""
+    rest, config = [], None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config":
+            if i + 1 >= len(argv):
+                raise UserError("--config needs a path to a YAML file")
+            config, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return config, rest
+
+
+def parse_args(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str],
+    *,
+    prog: str = "hfllm",
+    defaults: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> tuple[list[Any], set[str]]:
+    """Parse ``--config file.yaml`` plus flags into instances of ``dataclass_types``.
+
+    ``defaults`` replace the dataclasses' own defaults (e.g. per device) for keys the
+    user did not set; ``config`` is an already-loaded mapping used instead of a file
+    (the pipeline runner passes one). Returns the instances and the set of keys the
+    user set explicitly (in the file or as flags).
+    """
+    parser = _Parser(list(dataclass_types), prog=prog, allow_abbrev=False)
+    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    known = sorted(actions)
+
+    config_path, cli = _split_config_flag(list(argv))
+    source = "command line"
+    entries: dict[str, Any] = dict(config or {})
+    if config_path:
+        entries.update(load_yaml(config_path))
+        source = config_path
+
+    yaml_argv: list[str] = []
+    for key, value in entries.items():
+        if key not in actions:
+            raise UserError(f"unknown key '{key}' in {source}{_closest(str(key), known)}")
+        if value is not None:
+            yaml_argv += _yaml_value_to_argv(key, value, actions[key], source)
+
+    explicit = {k for k, v in entries.items() if v is not None}
+    for arg in cli:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0]
+            dest = name.replace("-", "_")
+            if dest.startswith("no_") and dest[3:] in actions and dest not in actions:
+                dest = dest[3:]
+            if dest not in actions:
+                raise UserError(f"unknown option '--{name}'{_closest(dest, known)} (see 'hfllm {prog.split()[-1]} --help')")
+            explicit.add(dest)
+
+    if defaults:
+        parser.set_defaults(**{k: v for k, v in defaults.items() if k in actions and k not in explicit})
+
+    namespace, remaining = parser.parse_known_args(yaml_argv + cli)
+    if remaining:
+        raise UserError(f"unexpected argument '{remaining[0]}' (flags look like --name value)")
+
+    outputs = []
+    for dtype in dataclass_types:
+        names = {f.name for f in dataclasses.fields(dtype) if f.init}
+        kwargs = {k: v for k, v in vars(namespace).items() if k in names}
+        try:
+            outputs.append(dtype(**kwargs))
+        except (ValueError, TypeError) as exc:
+            # The libraries validate combinations in __post_init__; keep their words.
+            raise UserError(f"invalid {dtype.__name__}: {str(exc).strip().splitlines()[0]}") from None
+    return outputs, explicit
+
+
+SECRET_FIELDS = {"hub_token", "token", "push_to_hub_token"}
+
+
+def save_config(path: str | Path, *objects: Any, skip: Sequence[str] = ()) -> None:
+    """Write the resolved arguments of a run (minus secrets) as YAML, for the record."""
+    merged: dict[str, Any] = {}
+    for obj in objects:
+        for field in dataclasses.fields(obj):
+            if field.name in skip or field.name in SECRET_FIELDS:
+                continue  # never write credentials into a run folder
+            value = getattr(obj, field.name)
+            if hasattr(value, "value"):  # enums
+                value = value.value
+            if isinstance(value, (str, int, float, bool, type(None), list, dict)):
+                merged[field.name] = value
+    Path(path).write_text(yaml.safe_dump(merged, sort_keys=True))

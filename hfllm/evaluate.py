@@ -1,0 +1,101 @@
+"""Answer accuracy: does the model's greedy answer contain the expected key?
+
+Rows are conversational prompts (``messages`` ending with the assistant's answer,
+or ``prompt`` as a list of messages) with an ``answer`` column, as the built-in
+``sft_eval``, ``preference_eval`` and ``prompts_eval`` parts have. Used by every
+post-training stage to report before/after numbers in metrics.json, and by RL as a
+rule-based check logged beside the reward.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+
+def answer_is_correct(text: str, answer: str) -> bool:
+    """True when ``answer`` appears in ``text`` as a whole word (case-insensitive); '' always passes."""
+    if not answer:
+        return True
+    return re.search(rf"(?<![\w]){re.escape(answer.strip())}(?![\w])", text, flags=re.IGNORECASE) is not None
+
+
+def prompt_messages(row: dict) -> list[dict]:
+    """The conversation up to (not including) the answer."""
+    if "messages" in row:
+        return row["messages"][:-1]
+    prompt = row["prompt"]
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 32,
+                     batch_size: int = 32) -> list[str]:
+    """Greedy answers for a list of conversations, batched with left padding."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    answers: list[str] = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                     for p in prompts[i:i + batch_size]]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id)
+            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return answers
+
+
+def answer_accuracy(model, tokenizer, rows, limit: int = 200, max_new_tokens: int = 32) -> dict:
+    """Share of rows (with a non-empty answer key) whose greedy answer is correct, plus examples."""
+    rows = [r for r in rows if r.get("answer")][:limit]
+    if not rows:
+        return {}
+    answers = generate_answers(model, tokenizer, [prompt_messages(r) for r in rows], max_new_tokens)
+    correct = [answer_is_correct(a, r["answer"]) for a, r in zip(answers, rows)]
+    examples = [{"prompt": prompt_messages(r)[-1]["content"], "answer": a, "expected": r["answer"]}
+                for r, a in list(zip(rows, answers))[:3]]
+    return {"answer_accuracy": round(sum(correct) / len(correct), 4), "answer_count": len(correct),
+            "answer_examples": examples}
+
+
+def _as_messages(value, role: str) -> list[dict]:
+    return value if isinstance(value, list) else [{"role": role, "content": value}]
+
+
+@torch.no_grad()
+def sequence_logprob(model, tokenizer, prompt: list[dict], answer: list[dict]) -> float:
+    """Sum of log-probabilities of the answer's tokens given the prompt, under the chat template."""
+    prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    full_text = tokenizer.apply_chat_template(prompt + answer, tokenize=False)
+    prompt_len = len(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
+    ids = tokenizer(full_text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
+    logits = model(input_ids=ids).logits[0, :-1].float()
+    logps = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0]
+    return float(logps[prompt_len - 1:].sum())
+
+
+def preference_accuracy(model, tokenizer, rows, limit: int = 200) -> dict:
+    """How often the model finds the chosen answer more likely than the rejected one, and by how much.
+
+    Measured on the policy alone (no reference model), so it is comparable before and after DPO.
+    """
+    rows = list(rows)[:limit]
+    if not rows:
+        return {}
+    was_training = model.training
+    model.eval()
+    margins = []
+    for row in rows:
+        prompt = _as_messages(row.get("prompt") or [], "user")
+        margins.append(sequence_logprob(model, tokenizer, prompt, _as_messages(row["chosen"], "assistant"))
+                       - sequence_logprob(model, tokenizer, prompt, _as_messages(row["rejected"], "assistant")))
+    model.train(was_training)
+    return {"preference_accuracy": round(sum(m > 0 for m in margins) / len(margins), 4),
+            "logprob_margin": round(sum(margins) / len(margins), 4), "preference_count": len(margins)}

@@ -1,0 +1,153 @@
+"""Run a list of stages from one YAML file, each stage's input the previous stage's output.
+
+    hfllm run configs/tiny/pipeline.yaml
+    hfllm run configs/tiny/pipeline.yaml --run_dir runs/other --only pretrain
+
+The file names a run folder and the stages; every stage writes ``<run_dir>/<name>``.
+In a stage's ``args``, ``{name}`` stands for the output folder of the stage called
+``name``::
+
+    run_dir: runs/tiny
+    stages:
+      - name: tokenizer
+        config: configs/tiny/tokenizer.yaml
+      - name: pretrain
+        config: configs/tiny/pretrain.yaml
+        args: {tokenizer_name_or_path: "{tokenizer}"}
+
+A stage whose folder is complete (it has metrics.json) is skipped, so re-running
+a pipeline continues where it stopped; a failing stage stops the run with its
+error and leaves the finished stages as they are.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfllm import run_folder
+from hfllm.config import load_yaml, parse_args
+from hfllm.errors import UserError
+
+STAGE_COMMANDS = ("tokenizer", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "rloo")
+
+
+@dataclass
+class PipelineArguments:
+    run_dir: str | None = field(default=None, metadata={"help": "override the file's run_dir"})
+    only: list[str] = field(default_factory=list, metadata={"help": "run only these stages (by name)"})
+    rerun: list[str] = field(default_factory=list, metadata={"help": "run these stages again (replacing them)"})
+
+
+@dataclass
+class Stage:
+    name: str
+    command: str
+    config: str | None
+    args: dict
+
+    def argv(self, outputs: dict[str, str]) -> list[str]:
+        argv = ["--config", self.config] if self.config else []
+        for key, value in self.args.items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str):
+                    item = _substitute(item, outputs, self.name)
+                if item is not None:
+                    argv += [f"--{key}", str(item).lower() if isinstance(item, bool) else str(item)]
+        return argv + ["--output_dir", outputs[self.name]]
+
+
+def _substitute(text: str, outputs: dict[str, str], stage: str) -> str:
+    def repl(match):
+        ref = match.group(1)
+        if ref not in outputs:
+            raise UserError(f"stage '{stage}' refers to '{{{ref}}}', which is not an earlier stage; "
+                            f"known: {', '.join(outputs)}")
+        return outputs[ref]
+
+    return re.sub(r"\{([A-Za-z0-9_\-]+)\}", repl, text)
+
+
+def read_pipeline(path: str) -> tuple[str, list[Stage]]:
+    spec = load_yaml(path)
+    unknown = set(spec) - {"run_dir", "stages"}
+    if unknown:
+        raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (a pipeline has run_dir and stages)")
+    if not isinstance(spec.get("stages"), list) or not spec["stages"]:
+        raise UserError(f"{path}: 'stages' must be a non-empty list of stages")
+    stages, base = [], Path(path).parent
+    for i, item in enumerate(spec["stages"], 1):
+        if not isinstance(item, dict) or "name" not in item:
+            raise UserError(f"{path}: stage {i} must be a mapping with at least a 'name'")
+        extra = set(item) - {"name", "command", "config", "args"}
+        if extra:
+            raise UserError(f"{path}: stage '{item['name']}' has unknown key '{sorted(extra)[0]}' "
+                            "(use name, command, config, args)")
+        command = item.get("command", item["name"])
+        if command not in STAGE_COMMANDS:
+            raise UserError(f"{path}: stage '{item['name']}' has unknown command '{command}'; "
+                            f"choose one of {', '.join(STAGE_COMMANDS)}")
+        config = item.get("config")
+        if config and not Path(config).is_file() and (base / Path(config).name).is_file():
+            config = str(base / Path(config).name)  # a config next to the pipeline file
+        if config and not Path(config).is_file():
+            raise UserError(f"{path}: stage '{item['name']}': config file not found: {config}")
+        args = item.get("args") or {}
+        if not isinstance(args, dict):
+            raise UserError(f"{path}: stage '{item['name']}': args must be a mapping of option: value")
+        stages.append(Stage(item["name"], command, config, args))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise UserError(f"{path}: stage names must be unique, got {names}")
+    return spec.get("run_dir") or f"runs/{Path(path).stem}", stages
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0].startswith("-"):
+        raise UserError("usage: hfllm run PIPELINE.yaml [--run_dir DIR] [--only NAME ...] [--rerun NAME ...]")
+    (args,), _ = parse_args([PipelineArguments], argv[1:], prog="hfllm run")
+    run_dir, stages = read_pipeline(argv[0])
+    run_dir = args.run_dir or run_dir
+    outputs = {s.name: str(Path(run_dir) / s.name) for s in stages}
+    for name in [*args.only, *args.rerun]:
+        if name not in outputs:
+            raise UserError(f"no stage named '{name}' in {argv[0]}; stages: {', '.join(outputs)}")
+
+    timings = {}
+    for stage in stages:
+        if args.only and stage.name not in args.only:
+            continue
+        out = outputs[stage.name]
+        stage_argv = stage.argv(outputs) + (["--overwrite"] if stage.name in args.rerun else [])
+        if run_folder.is_complete(out) and stage.name not in args.rerun:
+            print(f"== {stage.name}: already complete in {out}, skipped")
+            continue
+        print(f"\n== {stage.name}: hfllm {stage.command} {' '.join(stage_argv)}", flush=True)
+        start = time.perf_counter()
+        module = importlib.import_module(f"hfllm.stages.{stage.command}")
+        try:
+            module.main(stage_argv)
+        except UserError as exc:
+            raise UserError(f"stage '{stage.name}' failed: {exc}") from None
+        timings[stage.name] = time.perf_counter() - start
+    print_summary(run_dir, stages, timings)
+    return 0
+
+
+def print_summary(run_dir: str, stages: list[Stage], timings: dict[str, float]) -> None:
+    print(f"\n== run folder: {run_dir}")
+    for stage in stages:
+        m = run_folder.read_metrics(Path(run_dir) / stage.name)
+        took = f"{timings[stage.name]:.0f} s" if stage.name in timings else "earlier"
+        headline = ", ".join(f"{k}={v}" for k, v in m.items() if k in HEADLINES)
+        print(f"  {stage.name:<10} {took:>8}  {headline}")
+        if m.get("sample"):
+            print(f"  {'':<10} sample: {m['sample']!r}")
+
+
+# Metrics worth a line in the summary, per stage kind.
+HEADLINES = ("vocab_size", "chars_per_token_held_out", "num_parameters", "eval_loss", "perplexity",
+             "answer_accuracy", "eval_accuracy", "preference_accuracy", "reward_margin", "mean_score")

@@ -1,0 +1,123 @@
+"""Train a byte-level BPE tokenizer with the `tokenizers` library.
+
+    hfllm tokenizer --config configs/tiny/tokenizer.yaml
+    hfllm tokenizer --dataset_name corpus.txt --vocab_size 2048 --output_dir out/tok
+
+Texts are read through an iterator, so a corpus larger than RAM streams through
+the trainer (add --dataset_streaming for Hub datasets). Every 100th text is held
+out to report characters per token on text the tokenizer never saw. The result is
+a folder that ``AutoTokenizer.from_pretrained`` loads, with special tokens for
+begin/end/padding, chat roles, and a chat template.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+
+from hfllm import data, run_folder
+from hfllm.chat_template import CHAT_TEMPLATE
+from hfllm.config import parse_args, save_config
+from hfllm.errors import UserError
+
+HELD_OUT_EVERY = 100  # every Nth text is kept out of training, to measure chars/token
+
+
+@dataclass
+class TokenizerArguments:
+    dataset_name: str = field(default="builtin:pretrain", metadata={"help": "file, folder, builtin:<part> or Hub id"})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name"})
+    dataset_train_split: str = field(default="train", metadata={"help": "split to read"})
+    dataset_text_field: str = field(default="text", metadata={"help": "column holding the text"})
+    dataset_streaming: bool = field(default=False, metadata={"help": "stream the dataset instead of downloading it"})
+    output_dir: str = field(default="runs/default/tokenizer", metadata={"help": "where to save the tokenizer"})
+    vocab_size: int = field(default=4096, metadata={"help": "vocabulary size including special tokens"})
+    min_frequency: int = field(default=2, metadata={"help": "minimum pair count for a merge"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "read at most this many texts"})
+    bos_token: str = field(default="<|begin|>", metadata={"help": "beginning-of-text token"})
+    eos_token: str = field(default="<|end|>", metadata={"help": "end of a text or of a chat turn"})
+    pad_token: str = field(default="<|pad|>", metadata={"help": "padding token (distinct from eos)"})
+    chat_tokens: list[str] = field(default_factory=lambda: ["<|system|>", "<|user|>", "<|assistant|>"],
+                                   metadata={"help": "role markers used by the chat template"})
+    additional_special_tokens: list[str] = field(default_factory=list, metadata={"help": "more special tokens"})
+    chat_template: str | None = field(default=None, metadata={"help": "Jinja chat template (default: hfllm's)"})
+    model_max_length: int = field(default=2048, metadata={"help": "longest sequence a model using it will see"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished tokenizer in output_dir"})
+
+
+def special_tokens(args: TokenizerArguments) -> list[str]:
+    tokens = [args.pad_token, args.bos_token, args.eos_token, *args.chat_tokens, *args.additional_special_tokens]
+    return list(dict.fromkeys(t for t in tokens if t))  # dedupe, keep order: pad gets id 0
+
+
+def train(args: TokenizerArguments):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = special_tokens(args)
+    if args.vocab_size < 256 + len(specials):
+        raise UserError(f"vocab_size {args.vocab_size} is too small: a byte-level BPE needs at least "
+                        f"256 byte tokens + {len(specials)} special tokens = {256 + len(specials)}")
+    if args.min_frequency < 1:
+        raise UserError(f"min_frequency must be >= 1, got {args.min_frequency}")
+    run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="tokenizer", resume=False)
+
+    ds = data.load(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
+                   streaming=args.dataset_streaming)
+    texts = data.iter_texts(ds, args.dataset_text_field, args.dataset_name)
+    if args.max_train_samples:
+        texts = islice(texts, args.max_train_samples)
+    held_out: list[str] = []
+    stats = {"train_texts": 0, "train_chars": 0}
+
+    def training_texts():  # streams: nothing but the held-out sample stays in memory
+        for i, text in enumerate(texts):
+            if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 and len(held_out) < 1000:
+                held_out.append(text)
+                continue
+            stats["train_texts"] += 1
+            stats["train_chars"] += len(text)
+            yield text
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                                  special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=True)
+    start = time.perf_counter()
+    bpe.train_from_iterator(training_texts(), trainer=trainer)
+    seconds = time.perf_counter() - start
+    if stats["train_texts"] == 0:
+        raise UserError(f"dataset '{args.dataset_name}' has no non-empty text in '{args.dataset_text_field}'")
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=args.bos_token, eos_token=args.eos_token, pad_token=args.pad_token,
+        additional_special_tokens=[t for t in specials if t not in (args.bos_token, args.eos_token, args.pad_token)],
+        model_max_length=args.model_max_length, clean_up_tokenization_spaces=False,
+    )
+    tokenizer.chat_template = args.chat_template or CHAT_TEMPLATE
+    return tokenizer, held_out, stats, seconds
+
+
+def main(argv: list[str]) -> int:
+    (args,), _ = parse_args([TokenizerArguments], argv, prog="hfllm tokenizer")
+    tokenizer, held_out, stats, seconds = train(args)
+    # Measured on held-out text only; a corpus of under 100 texts has none.
+    sample = held_out or []
+    chars_per_token = sum(map(len, sample)) / max(1, sum(len(tokenizer(t)["input_ids"]) for t in sample))
+    tokenizer.save_pretrained(args.output_dir)
+    save_config(f"{args.output_dir}/hfllm_args.yaml", args)
+    metrics = {
+        "vocab_size": len(tokenizer), "chars_per_token_held_out": round(chars_per_token, 3) if held_out else None,
+        "held_out_texts": len(held_out), "train_texts": stats["train_texts"],
+        "train_megabytes": round(stats["train_chars"] / 1e6, 3), "train_seconds": round(seconds, 2),
+        "dataset_name": args.dataset_name,
+    }
+    run_folder.write_metrics(args.output_dir, metrics, stage="tokenizer")
+    measured = f"{chars_per_token:.2f} characters/token on {len(held_out)} held-out texts" if held_out else \
+        "no held-out texts (corpus under 100 texts)"
+    print(f"tokenizer saved to {args.output_dir}: vocab {len(tokenizer)}, {measured}, "
+          f"trained on {stats['train_chars'] / 1e6:.1f} MB in {seconds:.1f} s")
+    return 0

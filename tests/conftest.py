@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny tokenizer and a tiny pretrained model, built once per session.
+
+Everything is built from config and saved to disk, then loaded through the same
+``from_pretrained`` path a Hub id takes. Sizes are chosen to keep each training
+run to seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the Hub
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# A tiny Llama: ~0.2 M parameters with the 1 k test vocabulary.
+TINY_MODEL_FLAGS = ["--hidden_size", "64", "--num_hidden_layers", "2", "--num_attention_heads", "4",
+                    "--intermediate_size", "128", "--max_position_embeddings", "128"]
+QUIET = ["--disable_tqdm", "true", "--report_to", "none"]
+
+
+def run_cli(*argv) -> int:
+    """Run `hfllm ...` in-process, as a user would from the shell."""
+    from hfllm.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    # Generated built-in data goes to a per-session cache, never the user's home.
+    os.environ["HFLLM_CACHE"] = str(tmp_path_factory.mktemp("hfllm-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory, _cache_dir) -> str:
+    out = tmp_path_factory.mktemp("tok") / "tokenizer"
+    assert run_cli("tokenizer", "--dataset_name", "builtin:pretrain", "--vocab_size", "1024",
+                   "--max_train_samples", "3000", "--output_dir", out) == 0
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory, tiny_tokenizer) -> str:
+    """A tiny model pretrained for a few dozen steps: enough to generate words."""
+    out = tmp_path_factory.mktemp("pre") / "pretrain"
+    assert run_cli("pretrain", "--tokenizer_name_or_path", tiny_tokenizer, *TINY_MODEL_FLAGS,
+                   "--max_train_samples", "2000", "--max_steps", "60", "--learning_rate", "3e-3",
+                   "--per_device_train_batch_size", "16", "--eval_steps", "30", "--save_steps", "1000",
+                   "--output_dir", out, *QUIET) == 0
+    return str(out)

@@ -1,0 +1,70 @@
+"""The BPE tokenizer stage: round trip, special tokens, chat template, reload."""
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_tokenizer):
+    return AutoTokenizer.from_pretrained(tiny_tokenizer)
+
+
+def test_round_trip_and_vocab(tok):
+    text = "Once upon a time, a little cat said: 3 + 4 = 7. Ünïcode ✓ too!"
+    assert tok.decode(tok(text)["input_ids"]) == text  # byte-level: nothing is lost
+    assert len(tok) == 1024
+
+
+def test_special_tokens_are_single_ids_and_distinct(tok):
+    assert tok.pad_token == "<|pad|>" and tok.eos_token == "<|end|>" and tok.bos_token == "<|begin|>"
+    assert len({tok.pad_token_id, tok.eos_token_id, tok.bos_token_id}) == 3  # pad != eos: eos stays in labels
+    for special in ["<|user|>", "<|assistant|>", "<|system|>"]:
+        assert len(tok(special)["input_ids"]) == 1
+
+
+def test_chat_template_marks_assistant_tokens(tok):
+    messages = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."}]
+    text = tok.apply_chat_template(messages, tokenize=False)
+    assert text == "<|system|>\nBe kind.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n"
+    out = tok.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+    answer = [i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    assert tok.decode(answer) == "Hello.<|end|>"  # the eos is learnt, so the model learns to stop
+    prompt = tok.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|assistant|>\n")
+
+
+def test_metrics_report_compression(tiny_tokenizer):
+    metrics = json.loads((Path(tiny_tokenizer) / "metrics.json").read_text())
+    assert metrics["held_out_texts"] > 0 and metrics["chars_per_token_held_out"] > 2.0
+
+
+def test_folder_of_files_and_flags_only(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"part{i}.txt").write_text("\n".join(f"line {j} of part {i}: the quick brown fox" for j in range(200)))
+    out = tmp_path / "tok"
+    assert run_cli("tokenizer", "--dataset_name", corpus, "--vocab_size", "300", "--output_dir", out) == 0
+    tok = AutoTokenizer.from_pretrained(out)
+    assert len(tok) == 300 and tok.decode(tok("the quick brown fox")["input_ids"]) == "the quick brown fox"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--vocab_size", "100"], "vocab_size 100 is too small"),
+    (["--dataset_name", "missing.txt"], "dataset not found: missing.txt"),
+    (["--dataset_text_field", "body"], "has no column 'body'"),
+])
+def test_bad_inputs(tmp_path, capsys, flags, message):
+    assert run_cli("tokenizer", "--output_dir", tmp_path / "t", "--max_train_samples", "50", *flags) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refuses_to_replace_a_finished_tokenizer(tiny_tokenizer, capsys):
+    assert run_cli("tokenizer", "--output_dir", tiny_tokenizer) == 2
+    assert "already holds a finished run; pass --overwrite" in capsys.readouterr().err
