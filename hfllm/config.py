@@ -108,6 +108,9 @@ def parse_args(
     actions = {a.dest: a for a in parser._actions if a.dest != "help"}
     known = sorted(actions)
 
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        raise SystemExit(0)
     config_path, cli = _split_config_flag(list(argv))
     source = "command line"
     entries: dict[str, Any] = dict(config or {})

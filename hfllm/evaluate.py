@@ -9,16 +9,9 @@ rule-based check logged beside the reward.
 
 from __future__ import annotations
 
-import re
-
 import torch
 
-
-def answer_is_correct(text: str, answer: str) -> bool:
-    """True when ``answer`` appears in ``text`` as a whole word (case-insensitive); '' always passes."""
-    if not answer:
-        return True
-    return re.search(rf"(?<![\w]){re.escape(answer.strip())}(?![\w])", text, flags=re.IGNORECASE) is not None
+from hfllm.builtin_data import answer_is_correct  # the one rule check, shared with RL rewards
 
 
 def prompt_messages(row: dict) -> list[dict]:

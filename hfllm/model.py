@@ -91,7 +91,9 @@ def is_adapter_folder(path: str | Path) -> bool:
 def check_model_source(name_or_path: str, what: str = "model") -> None:
     """A local path must exist and hold a model; a Hub id is checked when it is loaded."""
     path = Path(name_or_path).expanduser()
-    local = path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    # "user/name" is a Hub id unless its first part is a local folder (e.g. "runs/x" where runs/ exists).
+    parent_exists = "/" in name_or_path and Path(name_or_path.split("/")[0]).is_dir()
+    local = path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or parent_exists
     if not local:
         return
     if not path.exists():
@@ -132,7 +134,8 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None, dtype: str
     try:
         return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except OSError as exc:
-        raise UserError(f"could not load model '{name_or_path}': {str(exc).strip().splitlines()[0]}") from None
+        raise UserError(f"could not load model '{name_or_path}' (not a local folder, so the Hub was asked): "
+                        f"{str(exc).strip().splitlines()[0]}") from None
 
 
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
@@ -146,7 +149,8 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     try:
         tok = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(f"could not load tokenizer '{source}': {str(exc).strip().splitlines()[0]}") from None
+        where = "" if Path(source).exists() else " (not a local folder, so the Hub was asked)"
+        raise UserError(f"could not load tokenizer '{source}'{where}: {str(exc).strip().splitlines()[0]}") from None
     if tok.pad_token is None:  # many open models ship none; padding needs one
         tok.pad_token = tok.eos_token
     return tok

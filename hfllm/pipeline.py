@@ -71,11 +71,11 @@ def _substitute(text: str, outputs: dict[str, str], stage: str) -> str:
     return re.sub(r"\{([A-Za-z0-9_\-]+)\}", repl, text)
 
 
-def read_pipeline(path: str) -> tuple[str, list[Stage]]:
+def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
     spec = load_yaml(path)
-    unknown = set(spec) - {"run_dir", "stages"}
+    unknown = set(spec) - {"run_dir", "stages", "compare"}
     if unknown:
-        raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (a pipeline has run_dir and stages)")
+        raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (a pipeline has run_dir, stages, compare)")
     if not isinstance(spec.get("stages"), list) or not spec["stages"]:
         raise UserError(f"{path}: 'stages' must be a non-empty list of stages")
     stages, base = [], Path(path).parent
@@ -102,14 +102,17 @@ def read_pipeline(path: str) -> tuple[str, list[Stage]]:
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: stage names must be unique, got {names}")
-    return spec.get("run_dir") or f"runs/{Path(path).stem}", stages
+    compare = spec.get("compare") or []
+    if not isinstance(compare, list) or not all(isinstance(p, str) for p in compare):
+        raise UserError(f"{path}: 'compare' must be a list of prompts")
+    return spec.get("run_dir") or f"runs/{Path(path).stem}", stages, compare
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         raise UserError("usage: hfllm run PIPELINE.yaml [--run_dir DIR] [--only NAME ...] [--rerun NAME ...]")
     (args,), _ = parse_args([PipelineArguments], argv[1:], prog="hfllm run")
-    run_dir, stages = read_pipeline(argv[0])
+    run_dir, stages, compare = read_pipeline(argv[0])
     run_dir = args.run_dir or run_dir
     outputs = {s.name: str(Path(run_dir) / s.name) for s in stages}
     for name in [*args.only, *args.rerun]:
@@ -134,7 +137,30 @@ def main(argv: list[str]) -> int:
             raise UserError(f"stage '{stage.name}' failed: {exc}") from None
         timings[stage.name] = time.perf_counter() - start
     print_summary(run_dir, stages, timings)
+    if compare:
+        compare_answers(run_dir, stages, compare)
+    print(f"\nchat with these models: hfllm chat {run_dir}")
     return 0
+
+
+def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> None:
+    """Each chat-capable stage's greedy answer to the same prompts, side by side."""
+    from hfllm.evaluate import generate_answers
+    from hfllm.model import load_causal_lm, load_tokenizer
+
+    chat_stages = [s for s in stages if s.command not in ("tokenizer", "reward")
+                   and run_folder.is_complete(Path(run_dir) / s.name)]
+    answers = {}
+    for stage in chat_stages:
+        folder = str(Path(run_dir) / stage.name)
+        tokenizer = load_tokenizer(folder)
+        model = load_causal_lm(folder)
+        answers[stage.name] = generate_answers(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts])
+    print("\n== answers to held-out questions (greedy)")
+    for i, prompt in enumerate(prompts):
+        print(f"  {prompt}")
+        for name, outs in answers.items():
+            print(f"    {name:<9} {outs[i].strip()[:100]!r}")
 
 
 def print_summary(run_dir: str, stages: list[Stage], timings: dict[str, float]) -> None:

@@ -23,7 +23,7 @@ from hfllm.chat_template import end_of_turn_ids, ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
 from hfllm.evaluate import answer_accuracy, preference_accuracy
-from hfllm.model import load_causal_lm, load_tokenizer, training_defaults
+from hfllm.model import check_model_source, load_causal_lm, load_tokenizer, training_defaults
 
 
 @dataclass
@@ -56,6 +56,8 @@ def main(argv: list[str]) -> int:
                                               prog="hfllm dpo", defaults=defaults)
     if not model_args.model_name_or_path:
         raise UserError("dpo needs a model to start from: set --model_name_or_path (e.g. the SFT stage folder)")
+    check_model_source(model_args.model_name_or_path)  # before any data or weights are read
+    push, dargs.push_to_hub = dargs.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
     resume_from = run_folder.prepare(dargs.output_dir, overwrite=args.overwrite, stage="dpo")
 
     with dargs.main_process_first(desc="checking data"):
@@ -95,6 +97,10 @@ def main(argv: list[str]) -> int:
             **after,
         }
         run_folder.write_metrics(dargs.output_dir, metrics, stage="dpo")
+        if push:
+            from hfllm.hub import push_stage_from_args
+
+            print(f"pushed to {push_stage_from_args(dargs)}")
         if before:
             print(f"\nheld-out pairs: policy prefers chosen {before['preference_accuracy']:.1%} -> "
                   f"{after['preference_accuracy']:.1%}, log-prob margin {before['logprob_margin']:.2f} -> "

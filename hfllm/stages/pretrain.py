@@ -89,6 +89,7 @@ def main(argv: list[str]) -> int:
     if not tok_source:
         raise UserError("pretrain needs a tokenizer: set --tokenizer_name_or_path (e.g. the output of hfllm tokenizer)")
     tokenizer = load_tokenizer(tok_source)
+    push, targs.push_to_hub = targs.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
     resume_from = run_folder.prepare(targs.output_dir, overwrite=args.overwrite, stage="pretrain")
 
     from transformers import Trainer, default_data_collator, set_seed
@@ -148,6 +149,10 @@ def main(argv: list[str]) -> int:
             "tokenizer_name_or_path": tok_source, "sample": sample,
         }
         run_folder.write_metrics(targs.output_dir, metrics, stage="pretrain")
+        if push:
+            from hfllm.hub import push_stage_from_args
+
+            print(f"pushed to {push_stage_from_args(targs)}")
         print(f"\neval loss {metrics['initial_eval_loss']} -> {metrics['eval_loss']} "
               f"(perplexity {metrics['initial_perplexity']} -> {metrics['perplexity']}); saved to {targs.output_dir}")
         print(f"sample: {sample}")

@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     if not model_args.model_name_or_path:
         raise UserError("reward needs a model to start from: set --model_name_or_path (e.g. the SFT stage folder)")
     check_model_source(model_args.model_name_or_path)
+    push, rargs.push_to_hub = rargs.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
     resume_from = run_folder.prepare(rargs.output_dir, overwrite=args.overwrite, stage="reward")
 
     with rargs.main_process_first(desc="checking data"):
@@ -83,6 +84,10 @@ def main(argv: list[str]) -> int:
             "eval_loss": final.get("eval_loss"),
         }
         run_folder.write_metrics(rargs.output_dir, metrics, stage="reward")
+        if push:
+            from hfllm.hub import push_stage_from_args
+
+            print(f"pushed to {push_stage_from_args(rargs)}")
         if final:
             print(f"\npairwise accuracy on {metrics['eval_pairs']} held-out pairs: "
                   f"{initial.get('eval_accuracy', 0):.1%} -> {final.get('eval_accuracy', 0):.1%}")

@@ -23,7 +23,7 @@ from hfllm.chat_template import end_of_turn_ids, ensure_chat_template, supports_
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
 from hfllm.evaluate import answer_accuracy
-from hfllm.model import count_parameters, load_causal_lm, load_tokenizer, training_defaults
+from hfllm.model import check_model_source, count_parameters, load_causal_lm, load_tokenizer, training_defaults
 
 
 @dataclass
@@ -48,6 +48,8 @@ def main(argv: list[str]) -> int:
                                                         prog="hfllm sft", defaults=defaults)
     if not model_args.model_name_or_path:
         raise UserError("sft needs a model: set --model_name_or_path (a stage folder, HF folder or Hub id)")
+    check_model_source(model_args.model_name_or_path)  # before any data or weights are read
+    push, sft_args.push_to_hub = sft_args.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
     resume_from = run_folder.prepare(sft_args.output_dir, overwrite=args.overwrite, stage="sft")
 
     with sft_args.main_process_first(desc="checking data"):
@@ -101,6 +103,10 @@ def main(argv: list[str]) -> int:
             "answer_count": after.get("answer_count"), "answer_examples": after.get("answer_examples"),
         }
         run_folder.write_metrics(sft_args.output_dir, metrics, stage="sft")
+        if push:
+            from hfllm.hub import push_stage_from_args
+
+            print(f"pushed to {push_stage_from_args(sft_args)}")
         if before:
             print(f"\nanswer accuracy on held-out questions: {before['answer_accuracy']:.1%} -> "
                   f"{after['answer_accuracy']:.1%}")

@@ -1,0 +1,17 @@
+"""RLOO with trl.RLOOTrainer: each answer's baseline is the mean reward of the others for its prompt.
+
+    hfllm rloo --model_name_or_path runs/tiny/sft --reward_funcs answer_partial
+    hfllm rloo --model_name_or_path runs/tiny/sft --reward_model_name_or_path runs/tiny/reward
+
+Same options as ``hfllm grpo`` (hfllm/stages/grpo.py), with trl.RLOOConfig passed through.
+"""
+
+from __future__ import annotations
+
+from trl import RLOOConfig, RLOOTrainer
+
+from hfllm.stages.grpo import run
+
+
+def main(argv: list[str]) -> int:
+    return run(argv, "rloo", RLOOConfig, RLOOTrainer)

@@ -1,0 +1,74 @@
+"""Reward model and DPO end to end on the tiny SFT model, plus the pipeline runner."""
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from conftest import QUIET, run_cli
+
+
+def metrics(folder):
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def test_reward_model_ranks_held_out_pairs(tiny_sft, tmp_path):
+    out = tmp_path / "reward"
+    assert run_cli("reward", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:preference",
+                   "--eval_dataset_name", "builtin:preference_eval", "--num_train_epochs", "1",
+                   "--learning_rate", "5e-4", "--per_device_train_batch_size", "16", "--max_length", "96",
+                   "--save_strategy", "no", "--output_dir", out, *QUIET) == 0
+    m = metrics(out)
+    assert m["eval_accuracy"] >= 0.75, m  # pairs are about facts the reward model never saw in training
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 1
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_dpo_prefers_chosen_without_losing_answers(tiny_sft, tmp_path, lora):
+    out = tmp_path / "dpo"
+    flags = ["--use_peft", "--lora_r", "16", "--learning_rate", "2e-4"] if lora else ["--learning_rate", "2e-5"]
+    assert run_cli("dpo", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:preference",
+                   "--eval_dataset_name", "builtin:preference_eval", "--max_steps", "60", "--beta", "0.1",
+                   "--per_device_train_batch_size", "16", "--max_length", "96", "--save_strategy", "no",
+                   "--eval_samples", "150", *flags, "--output_dir", out, *QUIET) == 0
+    m = metrics(out)
+    assert m["logprob_margin"] > m["logprob_margin_before"] + 1.0, m
+    assert m["preference_accuracy"] > m["preference_accuracy_before"], m
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] - 0.05, m
+
+
+def test_pipeline_skips_finished_stages_and_stops_on_failure(tiny_tokenizer, tmp_path, capsys):
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"""
+run_dir: {tmp_path / 'run'}
+stages:
+  - name: pretrain
+    args: {{tokenizer_name_or_path: {tiny_tokenizer}, hidden_size: 64, num_hidden_layers: 2,
+            intermediate_size: 128, max_position_embeddings: 128, max_train_samples: 200, max_steps: 2,
+            disable_tqdm: true}}
+  - name: sft
+    args: {{model_name_or_path: "{{pretrain}}", max_steps: 2, max_train_samples: 32, answer_eval_samples: 4,
+            eval_dataset_name: builtin:sft_eval, disable_tqdm: true}}
+  - name: dpo
+    args: {{model_name_or_path: "{{sft}}", dataset_name: missing.jsonl}}
+""")
+    assert run_cli("run", pipeline) == 2
+    err = capsys.readouterr().err
+    assert "stage 'dpo' failed: dataset not found: missing.jsonl" in err
+    assert (tmp_path / "run" / "pretrain" / "metrics.json").is_file()
+    assert (tmp_path / "run" / "sft" / "metrics.json").is_file()
+    first = (tmp_path / "run" / "sft" / "metrics.json").stat().st_mtime_ns
+
+    assert run_cli("run", pipeline, "--only", "pretrain", "sft") == 0
+    out = capsys.readouterr().out
+    assert "pretrain: already complete" in out and "sft: already complete" in out
+    assert (tmp_path / "run" / "sft" / "metrics.json").stat().st_mtime_ns == first
+
+
+def test_pipeline_file_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  - name: pretrain\n    args: {x: 1}\n  - name: eval\n")
+    assert run_cli("run", bad) == 2
+    assert "stage 'eval' has unknown command 'eval'" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""SFT end to end: learning on held-out questions, LoRA save/reload/merge, architectures, base models."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from conftest import QUIET, SFT_FLAGS as SFT, run_cli
+
+
+def metrics(folder):
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def test_tiny_sft_answers_held_out_questions(tiny_sft):
+    m = metrics(tiny_sft)
+    assert m["dataset_format"] == "messages" and m["answer_count"] >= 100
+    # Held-out facts were only ever stated in pretraining; SFT teaches the question -> answer behaviour.
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.25, m
+
+
+def test_sft_model_stops_at_the_end_of_its_answer(tiny_sft):
+    tok = AutoTokenizer.from_pretrained(tiny_sft)
+    model = AutoModelForCausalLM.from_pretrained(tiny_sft)
+    assert tok.eos_token_id in list(model.generation_config.eos_token_id)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                     tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**ids, max_new_tokens=40, do_sample=False)
+    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    assert tok.eos_token_id in new and len(new) < 40  # it ends, rather than running to the limit
+
+
+def test_lora_sft_learns_saves_reloads_and_merges(learned_pretrained, tmp_path):
+    out = tmp_path / "lora"
+    assert run_cli("sft", "--model_name_or_path", learned_pretrained, *SFT, "--num_train_epochs", "2",
+                   "--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "3e-3",
+                   "--output_dir", out) == 0
+    m = metrics(out)
+    assert m["use_peft"] and m["trainable_parameters"] < 0.5 * 1e6
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.15, m
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    adapter = AutoPeftModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        expected = adapter(ids).logits
+    assert run_cli("merge", "--adapter", out, "--output_dir", tmp_path / "merged") == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, expected, atol=1e-4, rtol=1e-4)
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "gpt2"])
+def test_lora_sft_on_other_architectures(tiny_tokenizer, tmp_path, model_type):
+    base = tmp_path / "base"
+    assert run_cli("pretrain", "--tokenizer_name_or_path", tiny_tokenizer, "--model_type", model_type,
+                   "--hidden_size", "64", "--num_hidden_layers", "2", "--num_attention_heads", "4",
+                   "--intermediate_size", "128", "--max_position_embeddings", "128", "--max_train_samples", "200",
+                   "--max_steps", "2", "--output_dir", base, *QUIET) == 0
+    out = tmp_path / "lora"
+    assert run_cli("sft", "--model_name_or_path", base, *SFT, "--max_steps", "3", "--use_peft",
+                   "--max_train_samples", "64", "--answer_eval_samples", "8", "--output_dir", out) == 0
+    assert AutoPeftModelForCausalLM.from_pretrained(out) is not None
+
+
+def test_base_model_without_chat_template_gets_one(tiny_pretrained, tmp_path, capsys):
+    base = tmp_path / "plain"
+    model = AutoModelForCausalLM.from_pretrained(tiny_pretrained)
+    tok = AutoTokenizer.from_pretrained(tiny_pretrained)
+    tok.chat_template = None
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    out = tmp_path / "sft"
+    assert run_cli("sft", "--model_name_or_path", base, *SFT, "--max_steps", "2", "--max_train_samples", "32",
+                   "--answer_eval_samples", "4", "--output_dir", out) == 0
+    assert "no chat template" in capsys.readouterr().out
+    assert AutoTokenizer.from_pretrained(out).chat_template
+
+
+def test_alpaca_file_trains(tiny_pretrained, tmp_path):
+    rows = [{"instruction": "Add the numbers.", "input": f"{a} and {a}", "output": f"{2 * a}"} for a in range(20)]
+    path = tmp_path / "alpaca.json"
+    path.write_text(json.dumps(rows))
+    out = tmp_path / "sft"
+    assert run_cli("sft", "--model_name_or_path", tiny_pretrained, "--dataset_name", path, "--max_steps", "2",
+                   "--output_dir", out, *QUIET) == 0
+    assert metrics(out)["dataset_format"] == "alpaca"
+
+
+@pytest.mark.parametrize("flags,message", [
+    ([], "sft needs a model"),
+    (["--model_name_or_path", "TMP/does-not-exist"], "model not found: TMP/does-not-exist"),
+    (["--model_name_or_path", "nobody/no-such-model"], "'nobody/no-such-model' (not a local folder, so the Hub was asked)"),
+    (["--model_name_or_path", "MODEL", "--dataset_name", "nothing.jsonl"], "dataset not found: nothing.jsonl"),
+])
+def test_bad_inputs(tiny_pretrained, tmp_path, capsys, flags, message):
+    flags = [tiny_pretrained if f == "MODEL" else f.replace("TMP", str(tmp_path)) for f in flags]
+    message = message.replace("TMP", str(tmp_path))
+    assert run_cli("sft", *flags, "--output_dir", tmp_path / "o", *QUIET) == 2
+    assert message in capsys.readouterr().err
