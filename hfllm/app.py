@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
 from hfllm import app_handlers as h
 from hfllm.errors import UserError
@@ -27,6 +28,7 @@ from hfllm.generate import format_prompt, stream
 
 CONCURRENCY = 4  # requests generating at once; the rest wait in the queue
 QUEUE_SIZE = 64
+HISTORY = ["step", "token", "p_before", "p_after"]
 NO_REWARD = ("**No reward model loaded.** Answers are sampled but not scored. Train one with "
              "`hfllm reward --model_name_or_path runs/<name>/sft --output_dir runs/<name>/reward` and start "
              "`hfllm chat runs/<name>` (its reward stage is picked up), or pass `--reward_model PATH`.")
@@ -198,7 +200,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
             if not state:
                 raise UserError("nothing to vote on: answer a prompt with both models first (or you already voted)")
             if choice == "tie":
-                return "Tie: nothing written (a pair needs a better and a worse answer).", None
+                return "Tie: nothing written (a pair needs a better and a worse answer).", state
             other = "right" if choice == "left" else "left"
             row = h.preference_row(state["prompt"], state[choice], state[other],
                                    chosen_model=state[f"{choice}_model"], rejected_model=state[f"{other}_model"])
@@ -234,14 +236,12 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
 
     @_ui_errors
     def lab_step(text, model_name, as_chat, temperature, top_k, top_p, min_p, top_n, seed, history):
-        import pandas as pd
-
         model, tokenizer = pick(model_name)
         if as_chat and not history:  # the first step turns the message into a chat prompt to continue
             text = format_prompt(tokenizer, text, True)
         new_text, history = h.step(model, tokenizer, text, temperature, top_k, top_p, min_p, seed, history or [])
         table, kept, _, note = lab_distribution(new_text, model_name, False, temperature, top_k, top_p, min_p, top_n)
-        return new_text, False, history, pd.DataFrame(history), table, kept, table, note
+        return new_text, False, history, pd.DataFrame(history, columns=HISTORY), table, kept, table, note
 
     @_ui_errors
     def lab_repeat(text, model_name, as_chat, n, max_new_tokens, temperature, top_k, top_p, seed):
@@ -303,23 +303,26 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                                         x_label_angle=-50, title="before the filters", elem_id="plot-before")
                     after = gr.BarPlot(x="token", y="after", color="status", color_map=colors, sort="x",
                                        x_label_angle=-50, title="after: what sampling draws from", elem_id="plot-after")
-                numbers = gr.Dataframe(label="probabilities", max_height=260)
+                numbers = gr.Dataframe(headers=["token", "id", "before", "after", "status"], label="probabilities",
+                                       max_height=260)
                 history = gr.State([])
-                history_table = gr.Dataframe(label="tokens chosen so far", max_height=200)
+                history_table = gr.Dataframe(headers=HISTORY, label="tokens chosen so far", max_height=200)
                 settings = [lab_t, lab_k, lab_p, lab_min_p]
                 show.click(lab_distribution, [lab_text, model_pick, lab_chat, *settings, lab_n],
                            [before, after, numbers, lab_note], api_name="distribution")
                 step_btn.click(lab_step, [lab_text, model_pick, lab_chat, *settings, lab_n, lab_seed, history],
                                [lab_text, lab_chat, history, history_table, before, after, numbers, lab_note],
                                api_name="step")
-                reset.click(lambda: ([], None), None, [history, history_table], api_visibility="private")
+                reset.click(lambda: ([], pd.DataFrame(columns=HISTORY)), None, [history, history_table],
+                            api_visibility="private")
                 with gr.Accordion("Same prompt N times: consistency vs diversity", open=True):
                     with gr.Row():
                         rep_n = gr.Slider(2, h.MAX_SAMPLES, 8, step=1, label="N")
                         rep_new = gr.Slider(1, 64, 16, step=1, label="max new tokens")
                         rep_btn = gr.Button("Run greedy / multinomial / top-k / top-p")
-                    rep_summary = gr.Dataframe(label="distinct outputs per mode")
-                    rep_samples = gr.Dataframe(label="every output", max_height=300)
+                    rep_summary = gr.Dataframe(headers=["mode", "distinct outputs", "most common", "share"],
+                                               label="distinct outputs per mode")
+                    rep_samples = gr.Dataframe(headers=["mode", "#", "output"], label="every output", max_height=300)
                 rep_btn.click(lab_repeat, [lab_text, model_pick, lab_chat, rep_n, rep_new, lab_t, lab_k, lab_p, lab_seed],
                               [rep_summary, rep_samples], api_name="repeat")
 
@@ -337,9 +340,9 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                     left_out = gr.Textbox(label="left", lines=8, interactive=False, elem_id="cmp-left")
                     right_out = gr.Textbox(label="right", lines=8, interactive=False, elem_id="cmp-right")
                 with gr.Row():
-                    buttons = {"left": gr.Button("👈 left is better", elem_id="vote-left"),
+                    buttons = {"left": gr.Button("← left is better", elem_id="vote-left"),
                                "tie": gr.Button("tie", elem_id="vote-tie"),
-                               "right": gr.Button("right is better 👉", elem_id="vote-right")}
+                               "right": gr.Button("right is better →", elem_id="vote-right")}
                 vote_status = gr.Markdown(f"Votes are appended to `{preference_file}`.", elem_id="vote-status")
                 pair = gr.State(None)
                 go.click(compare, [cmp_prompt, cmp_system, left_pick, right_pick, *cmp_knobs],
@@ -358,8 +361,8 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                 bo_system = gr.Textbox(label="system prompt", placeholder="optional")
                 bo_knobs = sampling_controls(seed=0)
                 bo_btn = gr.Button("Sample and rank", variant="primary")
-                bo_table = gr.Dataframe(label="answers, best first" if reward is not None else "answers",
-                                        wrap=True)
+                bo_table = gr.Dataframe(headers=["rank", "sample", "score", "answer"] if reward is not None else
+                                        ["sample", "answer"], label="answers, best first", wrap=True)
                 bo_btn.click(best_of_n, [bo_prompt, model_pick, bo_system, bo_n, bo_expected, *bo_knobs], bo_table,
                              api_name="best_of_n")
 
@@ -368,7 +371,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                                       label="text", lines=3)
                 tok_chat = gr.Checkbox(False, label="as a chat message (show the chat template's tokens)")
                 tok_btn = gr.Button("Tokenize", variant="primary")
-                tok_stats = gr.Markdown()
+                tok_stats = gr.Markdown(elem_id="tok-stats")
                 spans = gr.HighlightedText(label="tokens (the id beside each piece)", show_legend=False,
                                            elem_id="tok-spans")
                 tok_io = ([tok_text, model_pick, tok_chat], [spans, tok_stats])

@@ -342,8 +342,10 @@ def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | 
             if reward is None and run_folder.is_complete(path / REWARD_STAGE):
                 reward = str(path / REWARD_STAGE)
         else:
-            local = path.exists()
-            name = "/".join(path.resolve().parts[-2:]) if local else source
+            from hfllm.model import check_model_source
+
+            check_model_source(source)  # before any model loads: a typo fails at once
+            name = "/".join(path.resolve().parts[-2:]) if path.exists() else source
             models[_unique(models, name)] = source
     return models, reward, first_run
 

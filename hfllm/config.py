@@ -133,7 +133,7 @@ def parse_args(
             if dest.startswith("no_") and dest[3:] in actions and dest not in actions:
                 dest = dest[3:]
             if dest not in actions:
-                raise UserError(f"unknown option '--{name}'{_closest(dest, known)} (see 'hfllm {prog.split()[-1]} --help')")
+                raise UserError(f"unknown option '--{name}'{_closest(dest, known)} (see '{prog} --help')")
             explicit.add(dest)
 
     if defaults:

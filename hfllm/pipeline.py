@@ -32,7 +32,9 @@ from hfllm import run_folder
 from hfllm.config import load_yaml, parse_args
 from hfllm.errors import UserError
 
-STAGE_COMMANDS = ("tokenizer", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "rloo")
+STAGE_COMMANDS = ("clean", "tokenizer", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "rloo")
+# command -> (module, leading words of its argv); "clean" is `hfllm data clean`.
+MODULES = {"clean": ("hfllm.dataprep", ["clean"])}
 
 
 @dataclass
@@ -130,9 +132,10 @@ def main(argv: list[str]) -> int:
             continue
         print(f"\n== {stage.name}: hfllm {stage.command} {' '.join(stage_argv)}", flush=True)
         start = time.perf_counter()
-        module = importlib.import_module(f"hfllm.stages.{stage.command}")
+        module_name, lead = MODULES.get(stage.command, (f"hfllm.stages.{stage.command}", []))
+        module = importlib.import_module(module_name)
         try:
-            module.main(stage_argv)
+            module.main(lead + stage_argv)
         except UserError as exc:
             raise UserError(f"stage '{stage.name}' failed: {exc}") from None
         timings[stage.name] = time.perf_counter() - start
@@ -148,7 +151,7 @@ def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> No
     from hfllm.evaluate import generate_answers
     from hfllm.model import load_causal_lm, load_tokenizer
 
-    chat_stages = [s for s in stages if s.command not in ("tokenizer", "reward")
+    chat_stages = [s for s in stages if s.command not in ("clean", "tokenizer", "reward")
                    and run_folder.is_complete(Path(run_dir) / s.name)]
     answers = {}
     for stage in chat_stages:

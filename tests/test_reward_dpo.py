@@ -72,3 +72,23 @@ def test_pipeline_file_errors(tmp_path, capsys):
     bad.write_text("stages:\n  - name: pretrain\n    args: {x: 1}\n  - name: eval\n")
     assert run_cli("run", bad) == 2
     assert "stage 'eval' has unknown command 'eval'" in capsys.readouterr().err
+
+
+def test_pipeline_cleans_data_before_the_tokenizer(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    docs = [f"Story {i}: the little cat walked to the river and saw {i} fish swimming there." for i in range(300)]
+    docs += docs[:50] + ["mail me at someone@example.com about the cat and the river please"]
+    corpus.write_text("\n".join(json.dumps({"text": d}) for d in docs))
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"""
+run_dir: {tmp_path / 'run'}
+stages:
+  - name: clean
+    args: {{dataset_name: {corpus}}}
+  - name: tokenizer
+    args: {{dataset_name: "{{clean}}/clean.jsonl", vocab_size: 300}}
+""")
+    assert run_cli("run", pipeline) == 0
+    cleaned = (tmp_path / "run" / "clean" / "clean.jsonl").read_text()
+    assert "someone@example.com" not in cleaned and len(cleaned.splitlines()) == 301
+    assert metrics(tmp_path / "run" / "tokenizer")["vocab_size"] == 300
