@@ -1,0 +1,428 @@
+"""The playground's logic, without Gradio: what each tab of ``hfllm chat`` computes.
+
+Everything here takes loaded models and plain values and returns plain values
+(strings, lists of messages, pandas DataFrames), so it is tested without a
+browser. Decoding is hfllm.generate's (transformers' own); this module adds the
+limits a shared demo needs, context fitting for multi-turn chat, reward scoring,
+the preference file and the discovery of models in run folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hfllm import run_folder
+from hfllm.errors import UserError
+from hfllm.generate import GenerateArguments, format_prompt, generate, next_token_distribution, sampling_kwargs
+
+MAX_PROMPT_CHARS = 8000   # a message longer than this is refused before tokenizing
+MAX_NEW_TOKENS = 512      # whatever a client asks for
+MAX_SECONDS = 60.0        # generation time per request (transformers' max_time)
+MAX_SAMPLES = 16          # best-of-N and "same prompt N times"
+CAUSAL_STAGES = ("pretrain", "sft", "dpo", "ppo", "grpo", "rloo")
+REWARD_STAGE = "reward"
+
+# torch's random generator is global: two sampling requests at once would draw from each
+# other's stream and a seed would no longer reproduce. Sampling runs one at a time; greedy
+# decoding uses no randomness and runs freely.
+SAMPLING_LOCK = threading.Lock()
+
+
+@contextmanager
+def sampling_guard(gen_kwargs: dict):
+    if gen_kwargs.get("do_sample"):
+        with SAMPLING_LOCK:
+            yield
+    else:
+        yield
+
+
+@dataclass
+class Sampling:
+    """The sampling controls of a tab, as the UI gives them (0 or 1 means 'off' for filters)."""
+    greedy: bool = False
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 64
+    seed: int | None = None
+
+    def generate_args(self) -> GenerateArguments:
+        sample = not self.greedy
+        return GenerateArguments(
+            max_new_tokens=max(1, min(int(self.max_new_tokens), MAX_NEW_TOKENS)), do_sample=sample,
+            temperature=float(self.temperature) if sample else None,
+            top_k=int(self.top_k) if sample and self.top_k else None,
+            top_p=float(self.top_p) if sample and self.top_p is not None and self.top_p < 1 else None,
+            min_p=float(self.min_p) if sample and self.min_p else None,
+            repetition_penalty=float(self.repetition_penalty or 1.0))
+
+    def kwargs(self, max_new_tokens: int | None = None, n: int = 1) -> dict:
+        """generate()'s kwargs, validated by hfllm.generate, with the playground's limits."""
+        args = self.generate_args()
+        if max_new_tokens is not None:
+            args.max_new_tokens = max(1, min(max_new_tokens, MAX_NEW_TOKENS))
+        args.num_return_sequences = n
+        return {**sampling_kwargs(args), "max_time": MAX_SECONDS}
+
+    @property
+    def seed_value(self) -> int | None:
+        return None if self.seed is None or self.seed == "" else int(self.seed)
+
+
+def check_length(text: str, what: str = "message") -> str:
+    if len(text) > MAX_PROMPT_CHARS:
+        raise UserError(f"the {what} is too long: {len(text):,} characters; the playground takes at most "
+                        f"{MAX_PROMPT_CHARS:,} (shorten it)")
+    return text
+
+
+def content_text(content) -> str:
+    """A chat message's text: Gradio 6 gives content as a list of {"type": "text", "text": ...} parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content.get("text") or ""
+    if isinstance(content, (list, tuple)):
+        return "".join(content_text(part) for part in content)
+    return "" if content is None else str(content)
+
+
+def history_to_messages(history) -> list[dict]:
+    """The chatbot's history as plain {"role", "content"} messages (user/assistant turns only)."""
+    out = []
+    for message in history or []:
+        role = message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+        content = message.get("content") if isinstance(message, dict) else getattr(message, "content", "")
+        if role in ("user", "assistant"):
+            out.append({"role": role, "content": content_text(content)})
+    return out
+
+
+def context_length(model) -> int | None:
+    config = model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def count_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def fit_chat(model, tokenizer, messages: list[dict], system: str | None, max_new_tokens: int):
+    """The prompt text for a conversation, dropping its oldest turns if the context needs room.
+
+    Returns (text, max_new_tokens that fit, notes for the user).
+    """
+    context, notes, dropped = context_length(model), [], 0
+    max_new_tokens = min(max_new_tokens, MAX_NEW_TOKENS)
+    text = format_prompt(tokenizer, messages, True, system or None)
+    if not context:
+        return text, max_new_tokens, notes
+    length = count_tokens(tokenizer, text)
+    while length + max_new_tokens > context and len(messages) > 1:
+        cut = 2 if len(messages) > 2 and messages[1]["role"] == "assistant" else 1
+        messages, dropped = messages[cut:], dropped + cut
+        text = format_prompt(tokenizer, messages, True, system or None)
+        length = count_tokens(tokenizer, text)
+    if dropped:
+        notes.append(f"dropped the {dropped} oldest message(s) to fit the model's {context}-token context")
+    if length >= context:
+        raise UserError(f"the prompt is too long: {length} tokens, and the model's context is {context} tokens "
+                        "(shorten the message or the system prompt)")
+    if length + max_new_tokens > context:
+        max_new_tokens = context - length
+        notes.append(f"the answer is limited to {max_new_tokens} new tokens by the model's {context}-token context")
+    return text, max_new_tokens, notes
+
+
+def sample_answers(model, tokenizer, text: str, sampling: Sampling, n: int, max_new_tokens: int,
+                   seed: int | None = None) -> list[str]:
+    """n answers to one prompt; greedy decoding is run n times (to show that it never varies)."""
+    n = max(1, min(int(n), MAX_SAMPLES))
+    if sampling.greedy:
+        kwargs = sampling.kwargs(max_new_tokens)
+        return [generate(model, tokenizer, text, kwargs)[0] for _ in range(n)]
+    kwargs = sampling.kwargs(max_new_tokens, n=n)
+    with sampling_guard(kwargs):
+        return generate(model, tokenizer, text, kwargs, seed)
+
+
+# --- Sampling lab ---------------------------------------------------------------------------
+
+def _show(token: str) -> str:
+    return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
+
+
+def distribution(model, tokenizer, text: str, temperature: float, top_k: int, top_p: float, min_p: float,
+                 top_n: int = 20):
+    """The top-n next tokens as a DataFrame: probability before and after the filters, kept or dropped."""
+    import pandas as pd
+
+    check_length(text, "prompt")
+    if temperature is None or temperature <= 0:
+        raise UserError("temperature must be > 0")
+    rows = next_token_distribution(model, tokenizer, text, temperature=temperature, top_k=int(top_k) or None,
+                                   top_p=top_p if top_p and top_p < 1 else None, min_p=min_p or None,
+                                   top_n=max(1, min(int(top_n), 100)))
+    width = len(str(len(rows)))
+    return pd.DataFrame([{"token": f"{i + 1:0{width}d} {_show(tok)}", "id": tid, "before": round(p0, 5),
+                          "after": round(p1, 5), "status": "kept" if kept else "dropped"}
+                         for i, (tok, tid, p0, p1, kept) in enumerate(rows)])
+
+
+def step(model, tokenizer, text: str, temperature: float, top_k: int, top_p: float, min_p: float,
+         seed: int | None, history: list[dict]):
+    """Sample one token with the lab's settings; returns (new text, new history)."""
+    check_length(text, "prompt")
+    table = distribution(model, tokenizer, text, temperature, top_k, top_p, min_p, top_n=100)
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_new_tokens=1)
+    kwargs = sampling.kwargs(1)
+    with sampling_guard(kwargs):  # a seed per step: the walk is reproducible, the steps differ
+        piece = generate(model, tokenizer, text, kwargs, None if seed is None else int(seed) + len(history))[0]
+    match = table[table["token"].str.split(" ", n=1).str[1] == _show(piece)]
+    row = match.iloc[0] if len(match) else None
+    history = [*history, {"step": len(history) + 1, "token": _show(piece) if piece else "(end of text)",
+                          "p_before": None if row is None else float(row["before"]),
+                          "p_after": None if row is None else float(row["after"])}]
+    return text + piece, history
+
+
+def repeat(model, tokenizer, text: str, n: int, max_new_tokens: int, temperature: float, top_k: int,
+           top_p: float, seed: int | None):
+    """The same prompt n times under greedy / multinomial / top-k / top-p: (summary, samples) DataFrames."""
+    import pandas as pd
+
+    check_length(text, "prompt")
+    modes = {"greedy": Sampling(greedy=True), f"multinomial (T={temperature})": Sampling(temperature=temperature),
+             f"top-k (k={int(top_k) or 10}, T={temperature})": Sampling(temperature=temperature, top_k=int(top_k) or 10),
+             f"top-p (p={top_p if top_p < 1 else 0.9}, T={temperature})":
+                 Sampling(temperature=temperature, top_p=top_p if top_p < 1 else 0.9)}
+    summary, samples = [], []
+    for mode, sampling in modes.items():
+        answers = sample_answers(model, tokenizer, text, sampling, n, max_new_tokens, seed)
+        counts = Counter(answers)
+        summary.append({"mode": mode, "distinct outputs": f"{len(counts)} / {len(answers)}",
+                        "most common": counts.most_common(1)[0][0], "share": counts.most_common(1)[0][1] / len(answers)})
+        samples += [{"mode": mode, "#": i + 1, "output": a} for i, a in enumerate(answers)]
+    return pd.DataFrame(summary), pd.DataFrame(samples)
+
+
+# --- Best-of-N -------------------------------------------------------------------------------
+
+def score(reward, messages: list[dict]) -> float:
+    """The reward model's score of a whole conversation, in the reward model's own chat template."""
+    model, tokenizer = reward
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    limit = context_length(model)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False, truncation=bool(limit),
+                       max_length=limit).to(model.device)
+    with torch.no_grad():
+        return float(model(**inputs).logits[0, 0])
+
+
+def best_of_n(model, tokenizer, reward, messages: list[dict], system: str | None, sampling: Sampling, n: int,
+              expected: str = ""):
+    """n seeded samples, scored by the reward model, best first; with a rule check when ``expected`` is set."""
+    import pandas as pd
+
+    from hfllm.builtin_data import answer_is_correct
+
+    for m in messages:
+        check_length(m["content"])
+    text, max_new, notes = fit_chat(model, tokenizer, messages, system, int(sampling.max_new_tokens))
+    answers = sample_answers(model, tokenizer, text, sampling, n, max_new, sampling.seed_value)
+    prefix = ([{"role": "system", "content": system}] if system else []) + messages
+    rows = []
+    for i, answer in enumerate(answers):
+        row = {"sample": i + 1}
+        if reward is not None:
+            row["score"] = round(score(reward, [*prefix, {"role": "assistant", "content": answer}]), 4)
+        if expected and expected.strip():
+            row["correct"] = answer_is_correct(answer, expected)
+        row["answer"] = answer
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if reward is not None:
+        table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+        table.insert(0, "rank", range(1, len(table) + 1))
+    return table, notes
+
+
+# --- Tokenizer -------------------------------------------------------------------------------
+
+def token_spans(tokenizer, text: str, chat: bool = False):
+    """(spans [(piece, id)], stats line) for a text, or for it as a user message in the chat template."""
+    check_length(text, "text")
+    if chat:
+        text = format_prompt(tokenizer, text, True)
+    if not text:
+        return [], "0 tokens"
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError):  # slow tokenizers have no offsets
+        enc, offsets = tokenizer(text, add_special_tokens=False), None
+    ids, spans, end = enc["input_ids"], [], 0
+    for i, token_id in enumerate(ids):
+        piece = ""
+        if offsets is not None:
+            start, stop = offsets[i]
+            piece, end = text[max(start, end):stop], max(end, stop)
+        spans.append((_show(piece or tokenizer.decode([token_id])), str(token_id)))  # spaces shown as ␣
+    words = len(text.split())
+    ratio = f", {len(text) / len(ids):.2f} characters per token" if ids else ""
+    return spans, f"**{len(ids)} tokens** · {len(text)} characters · {words} words (split on whitespace){ratio}"
+
+
+# --- Compare: the preference file --------------------------------------------------------------
+
+_FILE_LOCK = threading.Lock()
+
+
+def preference_row(prompt: list[dict], chosen: str, rejected: str, **extra) -> dict:
+    """One pair in the conversational preference format that ``hfllm reward`` and ``hfllm dpo`` read."""
+    if not chosen.strip() or not rejected.strip():
+        raise UserError("one of the answers is empty; generate both answers before voting")
+    if chosen == rejected:
+        raise UserError("both answers are the same: there is nothing to prefer (sample again with another seed)")
+    return {"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}], **extra}
+
+
+def append_jsonl(path: str | Path, row: dict) -> int:
+    """Append one JSON line (never rewriting what is there) and flush it to disk; returns the line count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(row, ensure_ascii=False) + "\n"
+    with _FILE_LOCK:
+        with open(path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:  # a file edited by hand may lack its final newline
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        with open(path, "rb") as f:
+            return sum(1 for raw in f if raw.strip())
+
+
+# --- Finding and loading models --------------------------------------------------------------
+
+def is_run_folder(path: Path) -> bool:
+    return (path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
+            and any((path / stage).is_dir() for stage in (*CAUSAL_STAGES, REWARD_STAGE)))
+
+
+def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | None]:
+    """Model names -> paths (or Hub ids), the first run folder's reward model, and the first run folder."""
+    models, reward, first_run = {}, None, None
+    for source in sources:
+        path = Path(source).expanduser()
+        if is_run_folder(path):
+            first_run = first_run or path
+            found = [s for s in CAUSAL_STAGES if run_folder.is_complete(path / s)]
+            if not found:
+                unfinished = [s for s in CAUSAL_STAGES if (path / s).is_dir()]
+                raise UserError(f"run folder {source} holds no finished model stage"
+                                + (f" ({', '.join(unfinished)} not finished: no metrics.json)" if unfinished else ""))
+            for stage in found:
+                models[_unique(models, f"{path.resolve().name}/{stage}")] = str(path / stage)
+            if reward is None and run_folder.is_complete(path / REWARD_STAGE):
+                reward = str(path / REWARD_STAGE)
+        else:
+            from hfllm.model import check_model_source
+
+            check_model_source(source)  # before any model loads: a typo fails at once
+            name = "/".join(path.resolve().parts[-2:]) if path.exists() else source
+            models[_unique(models, name)] = source
+    return models, reward, first_run
+
+
+def _unique(taken: dict, name: str) -> str:
+    out, i = name, 2
+    while out in taken:
+        out, i = f"{name} ({i})", i + 1
+    return out
+
+
+def _device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(source: str, trust_remote_code: bool = False):
+    """(model, tokenizer) ready for generation; any failure is a one-line UserError."""
+    from hfllm.chat_template import ensure_chat_template
+    from hfllm.model import check_model_source, load_causal_lm, load_tokenizer
+
+    check_model_source(source)
+    try:
+        tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
+        model = load_causal_lm(source, trust_remote_code=trust_remote_code).to(_device()).eval()
+    except UserError:
+        raise
+    except Exception as exc:  # safetensors, json, shape mismatches: one line, not a traceback
+        raise UserError(f"could not load model '{source}': {_first_line(exc)}") from None
+    if ensure_chat_template(tokenizer):
+        print(f"note: {source} has no chat template; the chat tab uses hfllm's (role markers as plain text)")
+    return model, tokenizer
+
+
+def load_reward(source: str, trust_remote_code: bool = False):
+    """(AutoModelForSequenceClassification, its tokenizer) for scoring whole conversations."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hfllm.chat_template import ensure_chat_template
+    from hfllm.model import check_model_source, load_tokenizer
+
+    check_model_source(source, "reward model")
+    try:
+        tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"could not load reward model '{source}': {_first_line(exc)}") from None
+    if model.config.num_labels != 1:
+        raise UserError(f"{source} is a classifier with {model.config.num_labels} labels, not a reward model "
+                        "(one score per conversation); train one with 'hfllm reward'")
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    ensure_chat_template(tokenizer)
+    return model.to(_device()).eval(), tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def split_positionals(argv: list[str], bool_flags: set[str]) -> tuple[list[str], list[str]]:
+    """Split `hfllm chat` arguments into model sources and --flags (with their values)."""
+    sources, flags, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            sources.append(arg)
+        else:
+            flags.append(arg)
+            name = arg.lstrip("-").split("=", 1)[0].replace("-", "_")
+            takes_value = "=" not in arg and name not in ("h", "help")
+            if takes_value and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                value = argv[i + 1]
+                if name not in bool_flags or value.lower() in ("true", "false", "yes", "no", "1", "0", "t", "f", "y", "n"):
+                    flags.append(value)
+                    i += 1
+        i += 1
+    return sources, flags
