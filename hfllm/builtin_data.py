@@ -383,15 +383,18 @@ def builtin_path(name: str, cache_dir: str | Path | None = None) -> Path:
 
 
 def answer_is_correct(text: str, answer: str) -> bool:
-    """True when ``answer`` appears in ``text`` as a whole word, ignoring case; '' always passes.
+    """True when ``answer`` appears in the first line of ``text`` as a whole word, ignoring case; '' always passes.
 
     "7" matches "The answer is 7." but not "17"; "New Delhi" matches across any whitespace.
+    Only the first line counts: a base model that rambles on through a list of sums would
+    otherwise be credited for any number it happens to mention.
     """
     key = answer.strip()
     if not key:
         return True
+    first_line = text.strip().split("\n", 1)[0]
     pattern = r"\s+".join(re.escape(word) for word in key.split())
-    return re.search(rf"(?<!\w){pattern}(?!\w)", text, flags=re.IGNORECASE) is not None
+    return re.search(rf"(?<!\w){pattern}(?!\w)", first_line, flags=re.IGNORECASE) is not None
 
 
 def _check(name: str) -> None:

@@ -119,6 +119,7 @@ def test_unknown_part():
     ("The answer is 71.", "7", False), ("3 + 4 = 7, of course", "7", True), ("THE CAPITAL IS PARIS!", "Paris", True),
     ("a parisian cafe", "Paris", False), ("It is Buenos  Aires.", "Buenos Aires", True), ("Moo-moo!", "moo", True),
     ("", "7", False), ("anything at all", "", True), ("A cow says moo.", "moo", True),
+    ("The answer is 9.\nWhat is 3 + 4? The answer is 7.", "7", False), ("\n  It is 7.\nMore.", "7", True),
 ])
 def test_answer_is_correct(text, key, expected):
     assert answer_is_correct(text, key) is expected

@@ -125,7 +125,9 @@ def test_push_round_trips(hub_server, run_dir, tmp_path):  # noqa: F811
         from peft import AutoPeftModelForCausalLM
         from transformers import AutoModelForCausalLM
         from hfllm.hub import push_stage
+        from hfllm.app_handlers import find_models, load_model
         api = HfApi()
+        names, _, _ = find_models(["tester/adapter"])  # what `hfllm chat tester/adapter` loads
         stage_url = push_stage(%r, None)  # what a stage calls with push_to_hub: true and no hub_model_id
         ids = torch.tensor(%r)
         def logits(model):
@@ -140,6 +142,7 @@ def test_push_round_trips(hub_server, run_dir, tmp_path):  # noqa: F811
             "dev_title": api.list_repo_commits("tester/base", revision="dev")[0].title,
             "private": api.model_info("tester/merged").private,
             "card": open(hf_hub_download("tester/adapter", "README.md")).read(),
+            "app": logits(load_model(names["tester/adapter"])[0]), "app_names": list(names),
             "stage_url": stage_url, "stage_files": api.list_repo_files("tester/demo-pretrain"),
         }))
     """ % (str(run_dir / "pretrain"), IDS))
@@ -153,6 +156,8 @@ def test_push_round_trips(hub_server, run_dir, tmp_path):  # noqa: F811
     assert torch.allclose(torch.tensor(got["adapter"]), want_adapter, atol=1e-6)  # (2) adapter on the Hub base
     assert not torch.allclose(want_adapter, want_base, atol=1e-3)  # the adapter does change the outputs
     assert torch.allclose(torch.tensor(got["merged"]), want_adapter, atol=1e-5)  # (3) merged == adapter on base
+    assert got["app_names"] == ["tester/adapter"]  # (5) hfllm chat loads the pushed adapter on its Hub base
+    assert torch.allclose(torch.tensor(got["app"]), want_adapter, atol=1e-6)
     assert got["dev_title"] == "the dev branch" and got["private"] is True
     assert got["stage_url"] == f"{hub_server.url}/tester/demo-pretrain" and "README.md" in got["stage_files"]
 
