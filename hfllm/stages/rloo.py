@@ -3,14 +3,14 @@
     hfllm rloo --model_name_or_path runs/tiny/sft --reward_funcs answer_partial
     hfllm rloo --model_name_or_path runs/tiny/sft --reward_model_name_or_path runs/tiny/reward
 
-Same options as ``hfllm grpo`` (hfllm/stages/grpo.py), with trl.RLOOConfig passed through.
+Same options as ``hfllm grpo`` (hfllm/group_rl.py), with trl.RLOOConfig passed through.
 """
 
 from __future__ import annotations
 
 from trl import RLOOConfig, RLOOTrainer
 
-from hfllm.stages.grpo import run
+from hfllm.group_rl import run
 
 
 def main(argv: list[str]) -> int:
