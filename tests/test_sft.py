@@ -22,11 +22,12 @@ def test_sft_teaches_the_question_answer_behaviour(tiny_sft, learned_pretrained)
 
     m = metrics(tiny_sft)
     assert m["dataset_format"] == "messages" and m["answer_count"] >= 100
-    assert m["answer_accuracy"] is not None and m["answer_accuracy_before"] is not None  # held-out, reported
+    # Held-out facts: never asked in SFT, known only from pretraining (9% -> 25% when measured).
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.1, m
     taught = build_part("sft")[:150]
     before = answer_accuracy(load_causal_lm(learned_pretrained), load_tokenizer(learned_pretrained), taught)
     after = answer_accuracy(load_causal_lm(tiny_sft), load_tokenizer(tiny_sft), taught)
-    assert after["answer_accuracy"] >= before["answer_accuracy"] + 0.3, (before, after)
+    assert after["answer_accuracy"] >= before["answer_accuracy"] + 0.2, (before, after)
 
 
 def test_sft_model_stops_at_the_end_of_its_answer(tiny_sft):
@@ -43,8 +44,8 @@ def test_sft_model_stops_at_the_end_of_its_answer(tiny_sft):
 
 def test_lora_sft_learns_saves_reloads_and_merges(learned_pretrained, tmp_path):
     out = tmp_path / "lora"
-    assert run_cli("sft", "--model_name_or_path", learned_pretrained, *SFT, "--num_train_epochs", "2",
-                   "--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "3e-3",
+    assert run_cli("sft", "--model_name_or_path", learned_pretrained, *SFT, "--num_train_epochs", "1",
+                   "--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "2e-3",
                    "--output_dir", out) == 0
     m = metrics(out)
     assert m["use_peft"] and m["trainable_parameters"] < 0.5 * 1e6
@@ -56,6 +57,7 @@ def test_lora_sft_learns_saves_reloads_and_merges(learned_pretrained, tmp_path):
     before = answer_accuracy(load_causal_lm(learned_pretrained), load_tokenizer(learned_pretrained), taught)
     after = answer_accuracy(load_causal_lm(str(out)), load_tokenizer(str(out)), taught)
     assert after["answer_accuracy"] >= before["answer_accuracy"] + 0.15, (before, after)
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.1, m  # held-out (9% -> 29% when measured)
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
 
     ids = torch.tensor([[5, 17, 42, 99, 7]])
@@ -80,6 +82,18 @@ def test_lora_sft_on_other_architectures(tiny_tokenizer, tmp_path, model_type):
     assert run_cli("sft", "--model_name_or_path", base, *SFT, "--max_steps", "3", "--use_peft",
                    "--max_train_samples", "64", "--answer_eval_samples", "8", "--output_dir", out) == 0
     assert AutoPeftModelForCausalLM.from_pretrained(out) is not None
+
+
+def test_merge_lora_saves_a_standalone_model(tiny_pretrained, tmp_path):
+    out = tmp_path / "merged"
+    assert run_cli("sft", "--model_name_or_path", tiny_pretrained, *SFT, "--max_steps", "3", "--use_peft",
+                   "--merge_lora", "--max_train_samples", "64", "--answer_eval_samples", "8", "--output_dir", out) == 0
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    m = metrics(out)
+    assert m["use_peft"] and m["merged"]
+    model = AutoModelForCausalLM.from_pretrained(out)  # no peft needed
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert AutoTokenizer.from_pretrained(out).chat_template
 
 
 def test_base_model_without_chat_template_gets_one(tiny_pretrained, tmp_path, capsys):
@@ -112,6 +126,7 @@ def test_alpaca_file_trains(tiny_pretrained, tmp_path):
     (["--model_name_or_path", "TMP/does-not-exist"], "model not found: TMP/does-not-exist"),
     (["--model_name_or_path", "nobody/no-such-model"], "'nobody/no-such-model' (not a local folder, so the Hub was asked)"),
     (["--model_name_or_path", "MODEL", "--dataset_name", "nothing.jsonl"], "dataset not found: nothing.jsonl"),
+    (["--model_name_or_path", "MODEL", "--merge_lora"], "--merge_lora merges a LoRA adapter: add --use_peft"),
 ])
 def test_bad_inputs(tiny_pretrained, tmp_path, capsys, flags, message):
     flags = [tiny_pretrained if f == "MODEL" else f.replace("TMP", str(tmp_path)) for f in flags]

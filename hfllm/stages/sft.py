@@ -37,6 +37,8 @@ class SFTScriptArguments:
     dataset_format: str = field(default="auto", metadata={"help": f"auto or one of {', '.join(formats.SFT_FORMATS)}"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many rows"})
     answer_eval_samples: int = field(default=200, metadata={"help": "eval rows for answer accuracy (0: skip)"})
+    merge_lora: bool = field(default=False, metadata={"help": "with use_peft: save the adapter merged into its "
+                                                              "base, a standalone model later stages start from"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in output_dir"})
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str]) -> int:
     if not model_args.model_name_or_path:
         raise UserError("sft needs a model: set --model_name_or_path (a stage folder, HF folder or Hub id)")
     check_model_source(model_args.model_name_or_path)  # before any data or weights are read
+    if args.merge_lora and not model_args.use_peft:
+        raise UserError("--merge_lora merges a LoRA adapter: add --use_peft, or drop --merge_lora")
     push, sft_args.push_to_hub = sft_args.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
     resume_from = run_folder.prepare(sft_args.output_dir, overwrite=args.overwrite, stage="sft")
 
@@ -90,13 +94,17 @@ def main(argv: list[str]) -> int:
 
     if trainer.is_world_process_zero():
         trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
-        trainer.save_model(sft_args.output_dir)
+        if args.merge_lora:  # DPO, reward and RL then start from one model, and their reference is this one
+            trainer.model.merge_and_unload().save_pretrained(sft_args.output_dir)
+            tokenizer.save_pretrained(sft_args.output_dir)
+        else:
+            trainer.save_model(sft_args.output_dir)
         save_config(f"{sft_args.output_dir}/hfllm_args.yaml", args, model_args, sft_args)
         run_folder.plot_losses(trainer.state.log_history, f"{sft_args.output_dir}/loss.png", "SFT loss")
         metrics = {
             "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
             "dataset_format": fmt, "train_rows": len(train_ds), "dropped_empty_rows": dropped,
-            "use_peft": model_args.use_peft, "trainable_parameters": trainable,
+            "use_peft": model_args.use_peft, "merged": args.merge_lora, "trainable_parameters": trainable,
             "global_step": result.global_step, "train_loss": result.training_loss,
             "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1), "eval_loss": final.get("eval_loss"),
             "answer_accuracy_before": before.get("answer_accuracy"), "answer_accuracy": after.get("answer_accuracy"),
@@ -110,5 +118,6 @@ def main(argv: list[str]) -> int:
         if before:
             print(f"\nanswer accuracy on held-out questions: {before['answer_accuracy']:.1%} -> "
                   f"{after['answer_accuracy']:.1%}")
-        print(f"saved {'LoRA adapter' if model_args.use_peft else 'model'} to {sft_args.output_dir}")
+        kind = "LoRA adapter" if model_args.use_peft and not args.merge_lora else "model"
+        print(f"saved {kind} to {sft_args.output_dir}")
     return 0
