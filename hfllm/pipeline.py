@@ -122,15 +122,16 @@ def main(argv: list[str]) -> int:
             raise UserError(f"no stage named '{name}' in {argv[0]}; stages: {', '.join(outputs)}")
 
     timings = {}
+    say = print if run_folder.is_main_process() else (lambda *a, **k: None)  # one copy of the log
     for stage in stages:
         if args.only and stage.name not in args.only:
             continue
         out = outputs[stage.name]
         stage_argv = stage.argv(outputs) + (["--overwrite"] if stage.name in args.rerun else [])
         if run_folder.is_complete(out) and stage.name not in args.rerun:
-            print(f"== {stage.name}: already complete in {out}, skipped")
+            say(f"== {stage.name}: already complete in {out}, skipped")
             continue
-        print(f"\n== {stage.name}: hfllm {stage.command} {' '.join(stage_argv)}", flush=True)
+        say(f"\n== {stage.name}: hfllm {stage.command} {' '.join(stage_argv)}", flush=True)
         start = time.perf_counter()
         module_name, lead = MODULES.get(stage.command, (f"hfllm.stages.{stage.command}", []))
         module = importlib.import_module(module_name)
@@ -138,12 +139,24 @@ def main(argv: list[str]) -> int:
             module.main(lead + stage_argv)
         except UserError as exc:
             raise UserError(f"stage '{stage.name}' failed: {exc}") from None
+        _wait_for_everyone()
         timings[stage.name] = time.perf_counter() - start
+    if not run_folder.is_main_process():
+        return 0
     print_summary(run_dir, stages, timings)
     if compare:
         compare_answers(run_dir, stages, compare)
     print(f"\nchat with these models: hfllm chat {run_dir}")
     return 0
+
+
+def _wait_for_everyone() -> None:
+    """Under accelerate launch only the main process writes a stage's folder: the others must not
+    start the next stage, which reads it, before it is written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> None:
@@ -179,4 +192,4 @@ def print_summary(run_dir: str, stages: list[Stage], timings: dict[str, float]) 
 
 # Metrics worth a line in the summary, per stage kind.
 HEADLINES = ("vocab_size", "chars_per_token_held_out", "num_parameters", "eval_loss", "perplexity",
-             "answer_accuracy", "eval_accuracy", "preference_accuracy", "reward_margin", "mean_score")
+             "answer_accuracy", "eval_accuracy", "preference_accuracy", "reward_margin", "reward_score", "kl_final")

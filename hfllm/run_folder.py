@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -23,12 +24,40 @@ def is_complete(folder: str | Path) -> bool:
     return (Path(folder) / METRICS).is_file()
 
 
-def last_checkpoint(folder: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` folder that the Trainer finished writing, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+def is_main_process() -> bool:
+    """True except in the non-main processes of ``accelerate launch`` / torchrun (read from RANK,
+    so it answers before any process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
+
+def checkpoint_is_complete(path: str | Path) -> bool:
+    """A checkpoint's last file is there: the Trainer writes ``trainer_state.json`` last (a process
+    killed while saving leaves none, or half of one), hfllm ppo writes ``state.pt`` last.
+    transformers' SIGTERM checkpoint also leaves a marker file until it is done."""
+    path = Path(path)
+    if (path / "checkpoint-is-incomplete.txt").exists():
+        return False
+    if (path / "state.pt").is_file():
+        return True
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_checkpoint(folder: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder that the Trainer finished writing, if any.
+
+    transformers' get_last_checkpoint takes the highest N even when that folder is half
+    written (a SIGKILL while saving); resuming from it would fail, so it is skipped.
+    """
     folder = Path(folder)
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    steps = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir() and checkpoint_is_complete(p)]
+    return str(max(steps)[1]) if steps else None
 
 
 def prepare(folder: str | Path, *, overwrite: bool, stage: str, resume: bool = True) -> str | None:
@@ -52,7 +81,8 @@ def prepare(folder: str | Path, *, overwrite: bool, stage: str, resume: bool = T
                         "or choose another --output_dir")
     checkpoint = last_checkpoint(folder)
     if checkpoint and resume:
-        print(f"hfllm {stage}: resuming the interrupted run from {checkpoint}")
+        if is_main_process():
+            print(f"hfllm {stage}: resuming the interrupted run from {checkpoint}")
         return checkpoint
     raise UserError(f"output_dir {folder} is not empty and holds no finished {stage} run; "
                     "pass --overwrite to replace it or choose another --output_dir")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
-from hfllm import formats, run_folder
+from hfllm import formats, interrupt, run_folder
 from hfllm.chat_template import end_of_turn_ids, ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
@@ -65,7 +65,8 @@ def main(argv: list[str]) -> int:
     if eval_ds is None:
         dargs.eval_strategy = "no"
 
-    tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision,
+                               trust_remote_code=dargs.trust_remote_code)
     ensure_chat_template(tokenizer)
     dtype = "bfloat16" if dargs.bf16 else "float16" if dargs.fp16 else "float32"
     # Loaded from a folder (or the Hub), so DPOTrainer can load the reference from the same place.
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> int:
     trainer = DPOTrainer(model=model, args=dargs, train_dataset=formats.pair_columns(train_ds),
                          eval_dataset=formats.pair_columns(eval_ds), processing_class=tokenizer,
                          peft_config=get_peft_config(model_args))
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = interrupt.train(trainer, resume_from)  # Ctrl-C: checkpoint, then exit 130
     final = trainer.evaluate() if eval_ds is not None else {}
     after = measure(trainer.model, tokenizer, eval_ds, args.eval_samples)
 

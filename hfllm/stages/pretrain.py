@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hfllm import data, run_folder
+from hfllm import data, interrupt, run_folder
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
 from hfllm.model import PRESETS, build_config, count_parameters, load_causal_lm, load_tokenizer, training_defaults
@@ -67,6 +67,20 @@ def pack(ds, tokenizer, text_field: str, block_size: int, num_proc):
     return ds.map(group, batched=True, batch_size=1000, num_proc=num_proc, desc=f"packing into {block_size}-token blocks")
 
 
+def prepare_data(args: PretrainArguments, tokenizer, block_size: int, seed: int):
+    """Load, hold out, tokenize and pack: (train, eval or None). Arrow files on disk, memory-mapped,
+    so a corpus larger than RAM goes through in batches (bench/bench_data_prep.py measures it)."""
+    texts = data.load(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split)
+    data.require_columns(texts, [args.dataset_text_field], args.dataset_name, "choose it with --dataset_text_field")
+    if args.max_train_samples:
+        texts = texts.select(range(min(args.max_train_samples, len(texts))))
+    size = args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size)
+    split = texts.train_test_split(test_size=size, seed=seed) if size else {"train": texts, "test": None}
+    train_ds = pack(split["train"], tokenizer, args.dataset_text_field, block_size, args.num_proc)
+    eval_ds = pack(split["test"], tokenizer, args.dataset_text_field, block_size, args.num_proc) if size else None
+    return train_ds, eval_ds
+
+
 def build_model(args: PretrainArguments, tokenizer):
     from transformers import AutoModelForCausalLM
 
@@ -90,7 +104,10 @@ def main(argv: list[str]) -> int:
         raise UserError("pretrain needs a tokenizer: set --tokenizer_name_or_path (e.g. the output of hfllm tokenizer)")
     tokenizer = load_tokenizer(tok_source)
     push, targs.push_to_hub = targs.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
-    resume_from = run_folder.prepare(targs.output_dir, overwrite=args.overwrite, stage="pretrain")
+    # The main process first: it alone removes a folder being overwritten; the others then agree on resuming.
+    with targs.main_process_first(local=False, desc="checking the output folder"):
+        resume_from = run_folder.prepare(targs.output_dir, overwrite=args.overwrite, stage="pretrain")
+    main_process = run_folder.is_main_process()
 
     from transformers import Trainer, default_data_collator, set_seed
 
@@ -103,39 +120,39 @@ def main(argv: list[str]) -> int:
     if len(tokenizer) > model.config.vocab_size:
         raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {model.config.vocab_size}")
     n_params = count_parameters(model)
-    print(f"model: {model.config.model_type}, {n_params / 1e6:.2f} M parameters, context {context}")
+    if main_process:
+        print(f"model: {model.config.model_type}, {n_params / 1e6:.2f} M parameters, context {context}")
 
     with targs.main_process_first(desc="preparing data"):  # once, then read from the cache by other ranks
-        texts = data.load(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split)
-        data.require_columns(texts, [args.dataset_text_field], args.dataset_name, "choose it with --dataset_text_field")
-        if args.max_train_samples:
-            texts = texts.select(range(min(args.max_train_samples, len(texts))))
-        size = args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size)
-        split = texts.train_test_split(test_size=size, seed=targs.seed) if size else {"train": texts, "test": None}
-        train_ds = pack(split["train"], tokenizer, args.dataset_text_field, block_size, args.num_proc)
-        eval_ds = pack(split["test"], tokenizer, args.dataset_text_field, block_size, args.num_proc) if size else None
+        train_ds, eval_ds = prepare_data(args, tokenizer, block_size, targs.seed)
     if len(train_ds) == 0:
         raise UserError(f"the corpus gives no full {block_size}-token block; use more text or a smaller --block_size")
     if eval_ds is not None and len(eval_ds) == 0:
         raise UserError("the held-out texts give no full block; raise --eval_split_size")
     if eval_ds is None:
         targs.eval_strategy = "no"
+    # The loss before training, measured inside train(): a trainer.evaluate() before train() marks the
+    # model prepared, so it is never wrapped in DDP and several processes train unsynchronised copies.
+    targs.eval_on_start = eval_ds is not None
 
     trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=default_data_collator, processing_class=tokenizer)
-    initial = trainer.evaluate() if eval_ds is not None else {}
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = interrupt.train(trainer, resume_from)  # Ctrl-C: checkpoint, then exit 130
     seconds = time.perf_counter() - start
+    # A resumed run keeps the first run's history, so this is the step-0 loss there too.
+    initial = next((r for r in trainer.state.log_history if "eval_loss" in r), {})
     final = trainer.evaluate() if eval_ds is not None else {}
 
+    model.generation_config.update(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                   bos_token_id=tokenizer.bos_token_id)
+    # On every process: under FSDP or ZeRO-3 gathering the weights takes them all (the main one writes),
+    # and so does a forward pass of the sharded model.
+    trainer.save_model(targs.output_dir)  # also saves the tokenizer (processing_class)
+    sample = sample_text(model, tokenizer, args.sample_prompt)
     if trainer.is_world_process_zero():
-        model.generation_config.update(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                       bos_token_id=tokenizer.bos_token_id)
-        trainer.save_model(targs.output_dir)  # also saves the tokenizer (processing_class)
         save_config(f"{targs.output_dir}/hfllm_args.yaml", args, targs)
         run_folder.plot_losses(trainer.state.log_history, f"{targs.output_dir}/loss.png", "pretraining loss")
-        sample = sample_text(model, tokenizer, args.sample_prompt)
         tokens = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps \
             * targs.world_size * block_size
         metrics = {

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, RewardConfig, RewardTrainer, get_peft_config
 
-from hfllm import formats, run_folder
+from hfllm import formats, interrupt, run_folder
 from hfllm.chat_template import ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
-from hfllm.model import check_model_source, load_tokenizer, training_defaults
+from hfllm.model import check_model_source, load_sequence_classifier, load_tokenizer, training_defaults
 
 
 @dataclass
@@ -53,21 +53,21 @@ def main(argv: list[str]) -> int:
     if eval_ds is None:
         rargs.eval_strategy = "no"
 
-    from transformers import AutoModelForSequenceClassification
-
-    tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision,
+                               trust_remote_code=rargs.trust_remote_code)
     ensure_chat_template(tokenizer)
     dtype = "bfloat16" if rargs.bf16 else "float16" if rargs.fp16 else "float32"
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_args.model_name_or_path, num_labels=1, revision=model_args.model_revision, dtype=dtype,
-        trust_remote_code=rargs.trust_remote_code)
+    model = load_sequence_classifier(model_args.model_name_or_path, num_labels=1, revision=model_args.model_revision,
+                                     dtype=dtype, trust_remote_code=rargs.trust_remote_code, what="model")
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-pad token
+    # Measured inside train(): an evaluate() before train() leaves the model unwrapped by DDP (see pretrain.py).
+    rargs.eval_on_start = eval_ds is not None
 
     trainer = RewardTrainer(model=model, args=rargs, train_dataset=formats.pair_columns(train_ds),
                             eval_dataset=formats.pair_columns(eval_ds),
                             processing_class=tokenizer, peft_config=get_peft_config(model_args))
-    initial = trainer.evaluate() if eval_ds is not None else {}
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = interrupt.train(trainer, resume_from)  # Ctrl-C: checkpoint, then exit 130
+    initial = next((r for r in trainer.state.log_history if "eval_loss" in r), {})
     final = trainer.evaluate() if eval_ds is not None else {}
 
     if trainer.is_world_process_zero():

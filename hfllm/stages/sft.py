@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
-from hfllm import formats, run_folder
+from hfllm import formats, interrupt, run_folder
 from hfllm.chat_template import end_of_turn_ids, ensure_chat_template, supports_assistant_mask
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
@@ -44,8 +44,12 @@ class SFTScriptArguments:
 
 
 def main(argv: list[str]) -> int:
+    # Batches of conversations of similar length: a third of the positions were padding with random batches
+    # (bench/bench_sft.py). Padding-free / BFD packing instead flattens the batch into one sequence, whose
+    # attention (sdpa, without flash-attention's varlen kernels) then costs more than the padding saved.
     defaults = {"output_dir": "runs/default/sft", "report_to": "none", "logging_steps": 10, "save_total_limit": 1,
-                "lora_target_modules": ["all-linear"], **training_defaults()}
+                "lora_target_modules": ["all-linear"], "train_sampling_strategy": "group_by_length",
+                **training_defaults()}
     (args, sft_args, model_args), explicit = parse_args([SFTScriptArguments, SFTConfig, ModelConfig], argv,
                                                         prog="hfllm sft", defaults=defaults)
     if not model_args.model_name_or_path:
@@ -54,13 +58,16 @@ def main(argv: list[str]) -> int:
     if args.merge_lora and not model_args.use_peft:
         raise UserError("--merge_lora merges a LoRA adapter: add --use_peft, or drop --merge_lora")
     push, sft_args.push_to_hub = sft_args.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
-    resume_from = run_folder.prepare(sft_args.output_dir, overwrite=args.overwrite, stage="sft")
+    # The main process first: it alone removes a folder being overwritten; the others then agree on resuming.
+    with sft_args.main_process_first(local=False, desc="checking the output folder"):
+        resume_from = run_folder.prepare(sft_args.output_dir, overwrite=args.overwrite, stage="sft")
+    main_process = run_folder.is_main_process()
 
     with sft_args.main_process_first(desc="checking data"):
         train_ds, eval_ds, fmt, dropped = formats.load_train_eval(args, "sft", sft_args.seed)
     tokenizer = load_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision,
                                trust_remote_code=sft_args.trust_remote_code)
-    if ensure_chat_template(tokenizer):
+    if ensure_chat_template(tokenizer) and main_process:
         print("note: the model has no chat template; using hfllm's (role markers as plain text)")
     if fmt == "messages" and not supports_assistant_mask(tokenizer):
         # The template cannot mark assistant tokens: train on the last answer as a completion instead.
@@ -86,19 +93,20 @@ def main(argv: list[str]) -> int:
     trainer = SFTTrainer(model=model, args=sft_args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=get_peft_config(model_args))
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    print(f"sft: {fmt} data, {len(train_ds)} rows; {trainable / 1e6:.2f} M of "
-          f"{count_parameters(trainer.model) / 1e6:.2f} M parameters trainable")
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    if main_process:
+        print(f"sft: {fmt} data, {len(train_ds)} rows; {trainable / 1e6:.2f} M of "
+              f"{count_parameters(trainer.model) / 1e6:.2f} M parameters trainable")
+    result = interrupt.train(trainer, resume_from)  # Ctrl-C: checkpoint, then exit 130
     final = trainer.evaluate() if eval_ds is not None else {}
     after = answer_accuracy(trainer.model, tokenizer, eval_ds, args.answer_eval_samples) if before else {}
 
+    trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+    if not args.merge_lora:  # on every process: under FSDP or ZeRO-3 gathering the weights takes them all
+        trainer.save_model(sft_args.output_dir)
     if trainer.is_world_process_zero():
-        trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
         if args.merge_lora:  # DPO, reward and RL then start from one model, and their reference is this one
             trainer.model.merge_and_unload().save_pretrained(sft_args.output_dir)
             tokenizer.save_pretrained(sft_args.output_dir)
-        else:
-            trainer.save_model(sft_args.output_dir)
         save_config(f"{sft_args.output_dir}/hfllm_args.yaml", args, model_args, sft_args)
         run_folder.plot_losses(trainer.state.log_history, f"{sft_args.output_dir}/loss.png", "SFT loss")
         metrics = {
@@ -109,6 +117,7 @@ def main(argv: list[str]) -> int:
             "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1), "eval_loss": final.get("eval_loss"),
             "answer_accuracy_before": before.get("answer_accuracy"), "answer_accuracy": after.get("answer_accuracy"),
             "answer_count": after.get("answer_count"), "answer_examples": after.get("answer_examples"),
+            "world_size": sft_args.world_size,
         }
         run_folder.write_metrics(sft_args.output_dir, metrics, stage="sft")
         if push:
