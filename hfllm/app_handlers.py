@@ -381,15 +381,13 @@ def load_model(source: str, trust_remote_code: bool = False):
 
 def load_reward(source: str, trust_remote_code: bool = False):
     """(AutoModelForSequenceClassification, its tokenizer) for scoring whole conversations."""
-    from transformers import AutoModelForSequenceClassification
-
     from hfllm.chat_template import ensure_chat_template
-    from hfllm.model import check_model_source, load_tokenizer
+    from hfllm.model import check_model_source, load_sequence_classifier, load_tokenizer
 
     check_model_source(source, "reward model")
     try:
         tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = load_sequence_classifier(source, trust_remote_code=trust_remote_code)
     except UserError:
         raise
     except Exception as exc:

@@ -9,10 +9,12 @@ the traceback). Run any training command on many processes with::
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 from hfllm.errors import UserError
 
@@ -45,6 +47,18 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _quiet_replica() -> None:
+    """Under ``accelerate launch`` the processes other than the main one show only errors, so the
+    log reads as one run's: no second copy of progress bars, library warnings or notes."""
+    import warnings
+
+    # Read when the libraries are imported, which has not happened yet.
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ[name] = "1"
+    os.environ["TRANSFORMERS_VERBOSITY"] = os.environ["DATASETS_VERBOSITY"] = "error"
+    warnings.filterwarnings("ignore")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("HFLLM_DEBUG") == "1"
@@ -65,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean '{match[0]}'?" if match else " (run 'hfllm --help' for the list)"
         print(f"hfllm: error: unknown command '{command}'{hint}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":
+        _quiet_replica()
     try:
         module = importlib.import_module(COMMANDS[command][0])
         result = module.main(rest)
@@ -74,9 +90,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hfllm {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hfllm {command}: interrupted", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"hfllm {command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full disk or a folder we may not write: the user's to fix, not a bug
+        message = None if debug else system_error(exc)
+        if message is None:
+            raise
+        print(f"hfllm {command}: error: {message}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Rust writers (safetensors, tokenizers, Arrow) report a full disk in their own exception types.
+DISK_FULL_TEXT = ("No space left on device", "os error 28", "StorageFull", "Disk quota exceeded", "os error 122")
+
+
+def _mount_point(path: str | os.PathLike) -> str:
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return str(p)
+
+
+def system_error(exc: BaseException) -> str | None:
+    """One line for a full, read-only or forbidden disk, found anywhere in the exception's chain; else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = exc.errno if isinstance(exc, OSError) else None
+        filename = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
+        where = f" while writing {filename}" if filename else ""
+        if code in DISK_FULL or any(t in str(exc) for t in DISK_FULL_TEXT):
+            disk = f" mounted at {_mount_point(filename or '.')}"
+            return (f"no space left on the disk{disk}{where}: free some space there or choose an --output_dir on "
+                    "another disk, then run again (the output was not marked complete)")
+        if code == errno.EROFS:
+            return f"the disk mounted at {_mount_point(filename or '.')} is read-only{where}; choose another --output_dir"
+        if code in (errno.EACCES, errno.EPERM) and filename:
+            return f"permission denied: {filename}; check its permissions or choose another path"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

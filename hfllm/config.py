@@ -17,6 +17,8 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +32,8 @@ class _Parser(HfArgumentParser):
     """HfArgumentParser whose argparse errors become UserError instead of sys.exit."""
 
     def error(self, message: str):  # argparse calls this on bad values
-        raise UserError(message.replace("argument --", "--"))
+        # "argument --vocab_size/--vocab-size: invalid int value" -> "--vocab_size: invalid int value"
+        raise UserError(re.sub(r"argument (--[\w]+)(?:/--[\w-]+)*", r"\1", message).strip().splitlines()[0])
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -39,16 +42,27 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file not found: {path} (check the path; examples live in configs/)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines() or ["unreadable"]
+        raise UserError(f"{path} is not valid YAML{where}: {problem[0]}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file (not UTF-8); a config is a YAML file of 'key: value' lines") \
+            from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # e.g. a date that does not exist, deep nesting
+        raise UserError(f"{path} could not be read as YAML: {_first_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path} must be a mapping of 'key: value' lines, not a {type(data).__name__}")
     return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _closest(name: str, known: Sequence[str]) -> str:
@@ -59,8 +73,8 @@ def _closest(name: str, known: Sequence[str]) -> str:
 def _yaml_value_to_argv(key: str, value: Any, action: argparse.Action, source: str) -> list[str]:
     """Turn one YAML entry into the flags argparse would have seen on the command line."""
     flag = f"--{key}"
-    if isinstance(value, dict):
-        return [flag, json.dumps(value)]
+    if isinstance(value, dict):  # dates and bytes become strings; the field's own parser judges them
+        return [flag, json.dumps(value, default=str)]
     if isinstance(value, list):
         if action.nargs not in ("+", "*"):
             raise UserError(f"{source}: '{key}' takes a single value, not a list ({value!r})")
@@ -126,6 +140,7 @@ def parse_args(
             yaml_argv += _yaml_value_to_argv(key, value, actions[key], source)
 
     explicit = {k for k, v in entries.items() if v is not None}
+    from_cli: set[str] = set()
     for arg in cli:
         if arg.startswith("--"):
             name = arg[2:].split("=", 1)[0]
@@ -135,11 +150,18 @@ def parse_args(
             if dest not in actions:
                 raise UserError(f"unknown option '--{name}'{_closest(dest, known)} (see '{prog} --help')")
             explicit.add(dest)
+            from_cli.add(dest)
 
     if defaults:
         parser.set_defaults(**{k: v for k, v in defaults.items() if k in actions and k not in explicit})
 
-    namespace, remaining = parser.parse_known_args(yaml_argv + cli)
+    try:
+        namespace, remaining = parser.parse_known_args(yaml_argv + cli)
+    except UserError as exc:  # say where a bad value came from when it was the file
+        key = re.match(r"--(\w+)", str(exc))
+        if config_path and key and key.group(1) in entries and key.group(1) not in from_cli:
+            raise UserError(f"{exc} (in {config_path})") from None
+        raise
     if remaining:
         raise UserError(f"unexpected argument '{remaining[0]}' (flags look like --name value)")
 
@@ -149,10 +171,66 @@ def parse_args(
         kwargs = {k: v for k, v in vars(namespace).items() if k in names}
         try:
             outputs.append(dtype(**kwargs))
-        except (ValueError, TypeError) as exc:
-            # The libraries validate combinations in __post_init__; keep their words.
-            raise UserError(f"invalid {dtype.__name__}: {str(exc).strip().splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001
+            # The libraries validate combinations in __post_init__ (ValueError, TypeError, a missing
+            # optional package...): all of it is about the values given; keep their words.
+            raise UserError(f"invalid {dtype.__name__}: {_first_line(exc)}") from None
+        check_ranges(outputs[-1])
+    _take_secrets(outputs)
     return outputs, explicit
+
+
+# The Trainer pickles its arguments into training_args.bin, in the output folder and every
+# checkpoint: a token left in them would sit in the run folder. It is kept here instead, for
+# hfllm.hub to push with at the end of the stage (the Trainer itself never pushes).
+PICKLED_SECRETS = ("hub_token",)
+_secrets: dict[str, str] = {}
+
+
+def _take_secrets(objects: Sequence[Any]) -> None:
+    for name in PICKLED_SECRETS:
+        holders = [obj for obj in objects if hasattr(obj, name)]
+        if holders:
+            _secrets.pop(name, None)  # each command's own, never an earlier command's
+        for obj in holders:
+            value = getattr(obj, name)
+            if value:
+                _secrets[name] = value
+                setattr(obj, name, None)
+
+
+def secret(name: str) -> str | None:
+    """A token taken out of the parsed arguments (see PICKLED_SECRETS)."""
+    return _secrets.get(name)
+
+
+# Sizes and rates that only make sense in a range, checked on any dataclass that has them: a zero
+# batch size is one line now rather than a traceback from a DataLoader after the model has loaded.
+# (Stages check their own fields with better words: vocab_size, max_new_tokens, ...)
+POSITIVE_INTS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                 "max_length", "max_train_samples", "block_size", "model_max_length", "max_prompt_length",
+                 "max_completion_length", "num_generations", "num_mini_batches", "num_ppo_epochs",
+                 "response_length", "lora_r", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "intermediate_size", "max_position_embeddings")
+NON_NEGATIVE = ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm", "num_train_epochs",
+                "eval_split_size", "lora_dropout", "dataloader_num_workers")
+
+
+def check_ranges(obj: Any) -> None:
+    """Refuse zero or negative sizes and negative rates, naming the key."""
+    for name in POSITIVE_INTS:
+        value = getattr(obj, name, None)
+        if value is not None and not isinstance(value, bool) and isinstance(value, int) and value < 1:
+            raise UserError(f"{name} must be a positive integer, got {value}")
+    for name in NON_NEGATIVE:
+        value = getattr(obj, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value)
+                                                                                   and value >= 0):
+            raise UserError(f"{name} must be a finite number >= 0, got {value}")
+    epochs, steps = getattr(obj, "num_train_epochs", None), getattr(obj, "max_steps", None)
+    if epochs == 0 and isinstance(steps, int) and steps <= 0:
+        raise UserError("num_train_epochs is 0 and max_steps is not set: nothing would be trained; "
+                        "set --num_train_epochs or --max_steps")
 
 
 SECRET_FIELDS = {"hub_token", "token", "push_to_hub_token"}

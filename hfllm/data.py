@@ -41,6 +41,24 @@ def _local_files(path: Path) -> tuple[str, list[str]]:
     return BUILDERS[files[0].suffix], [str(p) for p in files]
 
 
+EXPECTED = {"json": "one JSON object per line (.jsonl) or a JSON list of objects (.json)",
+            "csv": "a CSV file with a header row", "text": "UTF-8 text", "parquet": "a Parquet file"}
+
+
+def _reason(exc: BaseException, builder: str | None) -> str:
+    """The useful line of a loading error: `datasets` wraps the parser's words in a generic one."""
+    chain = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    expected = f"; expected {EXPECTED[builder]}" if builder in EXPECTED else ""
+    if any(isinstance(e, UnicodeDecodeError) for e in chain):
+        return f"it is not UTF-8 text (a binary file?){expected}"
+    words = [str(e).strip().splitlines()[0] for e in chain if str(e).strip()]
+    words = [w for w in words if not w.startswith("An error occurred while generating")] or [type(chain[0]).__name__]
+    return f"{words[0][:300]}{expected}"
+
+
 def resolve(dataset_name: str) -> str:
     """Turn ``builtin:<part>`` into the path of its generated file; other names pass through."""
     if dataset_name.startswith("builtin:"):
@@ -64,6 +82,7 @@ def load(
     name = resolve(dataset_name)
     path = Path(name).expanduser()
     looks_local = path.exists() or name.startswith((".", "/", "~")) or path.suffix in BUILDERS
+    builder = None
     try:
         if looks_local:
             if not path.exists():
@@ -78,8 +97,8 @@ def load(
     except datasets.exceptions.DatasetNotFoundError:
         raise UserError(f"dataset not found: '{name}' is neither a local path nor a reachable Hub dataset") from None
     except (ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"could not read dataset '{name}': {first}") from None
+        raise UserError(f"could not read dataset '{name}': {_reason(exc, builder if looks_local else None)}") \
+            from None
     if not streaming and len(ds) == 0:
         raise UserError(f"dataset '{name}' (split '{split}') has no rows")
     return ds

@@ -26,6 +26,11 @@ PREFERENCE_FORMATS = ("preference", "implicit_preference", "hh")
 ROLES = {"system", "user", "assistant", "tool"}
 
 
+def _names(columns) -> str:
+    """Column names for a message: odd ones (newlines, control characters) quoted so it stays one line."""
+    return ", ".join(sorted(c if c.isprintable() else repr(c) for c in map(str, columns))) or "none"
+
+
 def detect(columns: list[str], kind: str, dataset_name: str) -> str:
     """Name the format of a dataset from its columns; ``kind`` is 'sft' or 'preference'."""
     cols = set(columns)
@@ -33,13 +38,13 @@ def detect(columns: list[str], kind: str, dataset_name: str) -> str:
         if {"chosen", "rejected"} <= cols:
             return "preference" if "prompt" in cols else "implicit_preference"
         raise UserError(f"dataset '{dataset_name}' is not a preference dataset: it needs 'chosen' and 'rejected' "
-                        f"columns (and usually 'prompt'); it has {', '.join(sorted(cols))}")
+                        f"columns (and usually 'prompt'); it has {_names(cols)}")
     for fmt, needed in (("messages", {"messages"}), ("prompt_completion", {"prompt", "completion"}),
                         ("alpaca", {"instruction", "output"}), ("text", {"text"})):
         if needed <= cols:
             return fmt
     raise UserError(f"dataset '{dataset_name}' fits no SFT format: expected 'messages', 'prompt'+'completion', "
-                    f"'instruction'+'output' or 'text' columns; it has {', '.join(sorted(cols))}")
+                    f"'instruction'+'output' or 'text' columns; it has {_names(cols)}")
 
 
 def _check_messages(value, where: str, field: str, need_assistant_last: bool) -> None:
@@ -48,8 +53,8 @@ def _check_messages(value, where: str, field: str, need_assistant_last: bool) ->
     for i, message in enumerate(value):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise UserError(f"{where}: '{field}'[{i}] must have 'role' and 'content'")
-        if message["role"] not in ROLES:
-            raise UserError(f"{where}: '{field}'[{i}] has role '{message['role']}'; use one of {sorted(ROLES)}")
+        if not isinstance(message["role"], str) or message["role"] not in ROLES:
+            raise UserError(f"{where}: '{field}'[{i}] has role {message['role']!r}; use one of {sorted(ROLES)}")
         if not isinstance(message["content"], str):
             raise UserError(f"{where}: '{field}'[{i}].content must be a string")
     if need_assistant_last and value[-1]["role"] != "assistant":
@@ -94,12 +99,14 @@ def convert_row(row: dict, fmt: str, where: str) -> dict | None:
         _is_text_or_messages(row.get("completion"), where, "completion")
         return {"prompt": row["prompt"], "completion": row["completion"]} if _text_of(row["completion"]).strip() else None
     if fmt == "alpaca":
-        instruction, extra, output = row.get("instruction"), row.get("input") or "", row.get("output")
+        instruction, extra, output = row.get("instruction"), row.get("input"), row.get("output")
         if not isinstance(instruction, str) or not instruction.strip():
             raise UserError(f"{where}: 'instruction' must be a non-empty string")
         if not isinstance(output, str):
             raise UserError(f"{where}: 'output' must be a string")
-        content = f"{instruction.strip()}\n\n{extra.strip()}" if str(extra).strip() else instruction.strip()
+        if extra is not None and not isinstance(extra, str):
+            raise UserError(f"{where}: 'input' must be a string (or empty), not {type(extra).__name__}")
+        content = f"{instruction.strip()}\n\n{extra.strip()}" if extra and extra.strip() else instruction.strip()
         if not output.strip():
             return None
         return {"prompt": [{"role": "user", "content": content}],
@@ -110,6 +117,9 @@ def convert_row(row: dict, fmt: str, where: str) -> dict | None:
         for field in ("chosen", "rejected"):
             _is_text_or_messages(row.get(field), where, field, need_assistant_last=fmt == "implicit_preference")
         if fmt == "implicit_preference" and isinstance(row["chosen"], str) and HH_TURN.search("\n\n" + row["chosen"]):
+            if not isinstance(row["rejected"], str):
+                raise UserError(f"{where}: 'chosen' is a transcript but 'rejected' is not; give both as "
+                                "'\\n\\nHuman: ...\\n\\nAssistant: ...' text")
             return hh_to_preference(row, where)
         if not _text_of(row["chosen"]).strip() or not _text_of(row["rejected"]).strip():
             return None
@@ -154,7 +164,33 @@ def normalise(ds, kind: str, dataset_name: str, fmt: str = "auto"):
         raise UserError(f"dataset '{dataset_name}' has no usable rows ({dropped} had empty answers)")
     if dropped:
         print(f"note: dropped {dropped} rows of '{dataset_name}' with an empty answer")
-    return datasets.Dataset.from_list(rows), fmt, dropped
+    _check_same_shape(rows, dataset_name)
+    try:
+        return datasets.Dataset.from_list(rows), fmt, dropped
+    except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError: rows Arrow cannot unify
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"dataset '{dataset_name}': its rows do not fit one table ({first}); "
+                        "give every row the same fields and shapes") from None
+
+
+def _shape(value) -> str:
+    return "text" if isinstance(value, str) else "a list of messages" if isinstance(value, list) else \
+        type(value).__name__
+
+
+def _check_same_shape(rows: list[dict], dataset_name: str) -> None:
+    """One table needs one type per column: text in one row and messages in another cannot mix."""
+    first: dict[str, tuple[int, str]] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            if value is None:
+                continue
+            shape = _shape(value)
+            seen = first.setdefault(key, (i, shape))
+            if seen[1] != shape:
+                raise UserError(f"{dataset_name}: after conversion, '{key}' is {shape} in usable row {i + 1} but "
+                                f"{seen[1]} in usable row {seen[0] + 1}; give every row the same shape "
+                                "(all text, or all messages)")
 
 
 def load_train_eval(args, kind: str, seed: int):

@@ -191,9 +191,10 @@ def main(argv: list[str]) -> int:
     if not args.prompt:
         raise UserError("no prompt: pass --prompt 'some text'")
     gen_kwargs = sampling_kwargs(args, explicit)
-    from hfllm.model import check_model_source, load_causal_lm, load_tokenizer
+    from hfllm.model import check_model_source, check_safe_weights, load_causal_lm, load_tokenizer
 
-    check_model_source(name)
+    check_model_source(name)  # a typo, a pickle-only folder: refused before anything loads
+    check_safe_weights(name)
     tokenizer = load_tokenizer(name, revision=args.revision, trust_remote_code=args.trust_remote_code)
     model = load_causal_lm(name, revision=args.revision, trust_remote_code=args.trust_remote_code).eval()
     for prompt in args.prompt:

@@ -168,12 +168,16 @@ def merge_adapter(info: CardInfo, dest: Path, token: str | None) -> None:
     """Merge the adapter into its base (peft merge_and_unload); save the standalone model + tokenizer."""
     from peft import AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification
 
+    from hfllm.model import check_safe_weights
+
     auto = AutoPeftModelForSequenceClassification if info.task == "text-classification" else AutoPeftModelForCausalLM
     say(f"merging the LoRA adapter into its base {short(info.base_display)}")
+    for folder in filter(None, (str(info.folder), info.base_display)):  # never unpickle (Hub: use_safetensors)
+        check_safe_weights(folder)
     try:
         with warnings.catch_warnings():  # peft calls APIs that transformers has deprecated
             warnings.simplefilter("ignore", FutureWarning)
-            model = auto.from_pretrained(str(info.folder), dtype="auto", token=token)
+            model = auto.from_pretrained(str(info.folder), dtype="auto", token=token, use_safetensors=True)
     except OSError as exc:
         raise UserError(f"could not load the adapter's base model {short(info.base_display)}: "
                         f"{str(exc).strip().splitlines()[0]}") from None
@@ -360,7 +364,10 @@ def push_stage(output_dir: str, hub_model_id: str | None, token: str | None = No
 def push_stage_from_args(args) -> str:
     """push_stage with TrainingArguments' hub options (hub_model_id, hub_token, hub_private_repo, hub_revision).
     hub_strategy is about pushing checkpoints during training, which hfllm leaves to the Trainer."""
-    return push_stage(args.output_dir, getattr(args, "hub_model_id", None), token=getattr(args, "hub_token", None),
+    from hfllm.config import secret
+
+    token = getattr(args, "hub_token", None) or secret("hub_token")  # parse_args keeps it out of the args
+    return push_stage(args.output_dir, getattr(args, "hub_model_id", None), token=token,
                       private=bool(getattr(args, "hub_private_repo", False)),
                       revision=getattr(args, "hub_revision", None))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from hfllm import run_folder
 from hfllm.config import parse_args
 from hfllm.errors import UserError
-from hfllm.model import adapter_base, is_adapter_folder, load_causal_lm, load_tokenizer
+from hfllm.model import adapter_base, check_model_source, is_adapter_folder, load_causal_lm, load_tokenizer
 
 
 @dataclass
@@ -48,6 +48,9 @@ def main(argv: list[str]) -> int:
     (args,), _ = parse_args([MergeArguments], argv, prog="hfllm merge")
     if not args.adapter or not args.output_dir:
         raise UserError("usage: hfllm merge --adapter ADAPTER_FOLDER --output_dir OUT")
+    check_model_source(args.adapter, "adapter")  # and its base: before --overwrite removes anything
+    if not is_adapter_folder(args.adapter):
+        raise UserError(f"{args.adapter} is not a LoRA adapter folder (no adapter_config.json)")
     run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="merge", resume=False)
     out = merge(args.adapter, args.output_dir, args.dtype)
     print(f"merged {args.adapter} into its base ({adapter_base(args.adapter)}); saved to {out}")

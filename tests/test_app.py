@@ -229,6 +229,40 @@ def test_main_loads_a_run_and_warns_about_open_hosts(tiny_pretrained, tmp_path, 
     assert launched["share"] is True and launched["auth"] == ("me", "pw") and "warning" not in capsys.readouterr().err
 
 
+def test_binds_localhost_unless_told_and_warns_when_open_without_auth(tiny_pretrained, monkeypatch, capsys):
+    import gradio as gr
+
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.update(kw))
+    assert run_cli("chat", tiny_pretrained) == 0  # no --host: this machine only, nothing to warn about
+    assert launched["server_name"] == "127.0.0.1" and launched["share"] is False and launched["auth"] is None
+    assert "warning" not in capsys.readouterr().err
+    assert run_cli("chat", tiny_pretrained, "--share") == 0
+    assert "warning: --share makes the app public" in capsys.readouterr().err and launched["share"] is True
+    assert run_cli("chat", tiny_pretrained, "--host", "0.0.0.0", "--auth", "me:pw") == 0
+    assert "warning" not in capsys.readouterr().err and launched["auth"] == ("me", "pw")
+
+
+def test_generation_time_is_capped(lm, monkeypatch):
+    """A request stops at MAX_SECONDS even when the model would go on (eos masked, a slow forward pass)."""
+    model, tok = lm
+    forward = model.forward
+
+    def slow_endless(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.logits[..., tok.eos_token_id] = -float("inf")  # never stops by itself
+        time.sleep(0.02)
+        return out
+
+    monkeypatch.setattr(model, "forward", slow_endless)
+    monkeypatch.setattr(h, "MAX_SECONDS", 0.2)
+    start = time.perf_counter()
+    answer = h.sample_answers(model, tok, PROMPT, h.Sampling(greedy=True), 1, 100)[0]
+    took = time.perf_counter() - start
+    new_tokens = h.count_tokens(tok, answer)
+    assert new_tokens < 50 and took < 2.0, (new_tokens, took)  # uncapped: 100 tokens, >= 2 s
+
+
 @pytest.mark.parametrize("make,pattern", [
     (lambda p: p / "missing", "not found"),
     (lambda p: (p / "broken").mkdir() or (p / "broken" / "config.json").write_text("{oops") or p / "broken",

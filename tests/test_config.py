@@ -94,3 +94,17 @@ def test_cli_unknown_command_and_help():
 
     assert main(["--help"]) == 0
     assert main(["pretrian"]) == 2
+
+
+def test_the_hub_token_is_kept_out_of_the_pickled_arguments(tmp_path):
+    """The Trainer pickles its arguments into training_args.bin (output folder and checkpoints)."""
+    import torch
+
+    from hfllm.config import secret
+
+    (targs,), _ = parse_args([TrainingArguments], ["--hub_token", "hf_secret_value", "--output_dir", "o"])
+    torch.save(targs, tmp_path / "training_args.bin")
+    assert targs.hub_token is None and b"hf_secret_value" not in (tmp_path / "training_args.bin").read_bytes()
+    assert secret("hub_token") == "hf_secret_value"  # what the stage pushes with at its end
+    parse_args([TrainingArguments], ["--output_dir", "o"])
+    assert secret("hub_token") is None  # never carried over to the next command

@@ -293,3 +293,58 @@ def test_stage_with_push_to_hub_pushes_when_finished(hub_server, tmp_path):  # n
     files = out.stdout
     assert "model.safetensors" in files and "README.md" in files and "metrics.json" in files
     assert "checkpoint" not in files
+
+
+CANARY = "hf_LeakCanary" + "Q7x9Zk3W" * 4  # distinctive, and shaped like a real token
+WRONG_CANARY = "hf_WrongCanary" + "m4Pq8Rt2" * 4
+
+
+def test_the_token_never_leaks(run_dir, tmp_path):
+    """A stage that pushes itself (the token on its command line and in HF_TOKEN), `hfllm push` of a model, a
+    merged adapter and a dry run, all with verbose library logging; then rejected tokens. The token must be in
+    no output, no file under the run and staged folders, the Hugging Face home, or anything the Hub received."""
+    from hub_server import HubServer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the cat number {i} sat on the mat and looked at the sun" for i in range(200)))
+    stage, preview, home = tmp_path / "runs" / "leak" / "pretrain", tmp_path / "preview", tmp_path / "home"
+    with HubServer(token=CANARY) as hub:
+        env = {**client_env(hub, home), "TRANSFORMERS_VERBOSITY": "debug", "HF_HUB_VERBOSITY": "debug",
+               "DATASETS_VERBOSITY": "debug"}
+
+        def run(*argv, **extra_env):
+            return subprocess.run([sys.executable, "-m", "hfllm.cli", *map(str, argv)], env={**env, **extra_env},
+                                  capture_output=True, text=True, timeout=300)
+
+        ok = [
+            run("pretrain", "--tokenizer_name_or_path", run_dir / "tokenizer", "--dataset_name", corpus,
+                "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2",
+                "--intermediate_size", "64", "--max_position_embeddings", "64", "--max_steps", "2",
+                "--save_steps", "1", "--logging_steps", "1", "--disable_tqdm", "true", "--output_dir", stage,
+                "--push_to_hub", "true", "--hub_model_id", "tester/leak-stage", "--hub_token", CANARY),
+            run("push", stage, "--repo_id", "tester/leak-push", "--private"),
+            run("push", run_dir / "sft", "--merge", "--repo_id", "tester/leak-merged", "--base_repo_id", "tester/base"),
+            run("push", stage, "--repo_id", "tester/leak-preview", "--dry_run", "--output_dir", preview),
+        ]
+        refused = [run("push", stage, "--repo_id", "tester/never", "--token", WRONG_CANARY),
+                   run("push", stage, "--repo_id", "tester/never", HF_TOKEN=WRONG_CANARY)]
+        stored = [blob.data or b"" for repo in hub.repos.values() for commit in repo.commits.values()
+                  for blob in commit.files.values()] + list(hub.lfs_store.values())
+        requests = [path + json.dumps(headers) for _, path, headers in hub.requests_log]
+
+    for proc in ok:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "pushed to" in ok[0].stdout and (stage / "checkpoint-1" / "training_args.bin").is_file()
+    assert {("model", "tester/leak-stage"), ("model", "tester/leak-push"), ("model", "tester/leak-merged")} <= set(hub.repos)
+    for proc in refused:
+        assert proc.returncode == 2 and "rejected the token (401" in proc.stderr, proc.stderr[-2000:]
+    assert len(stored) > 10 and len(requests) > 20  # the checks below looked at something
+    for secret in (CANARY, WRONG_CANARY):
+        for proc in ok + refused:
+            assert secret not in proc.stdout + proc.stderr, proc.args
+        files = [p for root in (tmp_path, run_dir) for p in root.rglob("*") if p.is_file()]
+        assert len(files) > 20
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
+        assert not any(secret.encode() in data for data in stored)
+        assert not any(secret in text for text in requests)
