@@ -3,7 +3,8 @@
 Nothing is downloaded: every row comes from the word lists and templates below, drawn
 with ``random.Random(seed)``, so one seed always gives the same data. Users name the
 parts ``builtin:pretrain``, ``builtin:sft``, ``builtin:sft_eval``, ``builtin:preference``,
-``builtin:preference_eval``, ``builtin:prompts`` and ``builtin:prompts_eval`` wherever a
+``builtin:preference_eval``, ``builtin:prompts`` and ``builtin:prompts_eval`` (arithmetic, for
+rule rewards), ``builtin:questions`` and ``builtin:questions_eval`` (facts, for a reward model) wherever a
 dataset is expected; hfllm.data resolves the prefix with :func:`builtin_path`, which
 writes the part once as JSON lines under ``$HFLLM_CACHE`` (or ``~/.cache/hfllm``).
 
@@ -30,8 +31,10 @@ from pathlib import Path
 
 from hfllm.errors import UserError
 
-VERSION = "builtin-v1"  # bump whenever the generated data changes, so stale caches are not reused
-PARTS = ("pretrain", "sft", "sft_eval", "preference", "preference_eval", "prompts", "prompts_eval")
+VERSION = "builtin-v2"  # bump whenever the generated data changes, so stale caches are not reused
+PARTS = ("pretrain", "sft", "sft_eval", "preference", "preference_eval", "prompts", "prompts_eval", "questions",
+         "questions_eval")
+ARITHMETIC = ("sum", "difference")
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 PRETRAIN_BYTES = 1_500_000  # about 3-4 minutes of a ~5M-parameter model on 2 CPU cores
 FACT_ROUNDS = 40  # each fact is stated this many times in fact paragraphs (stories add more)
@@ -337,17 +340,38 @@ def _sft(rng: random.Random, held_out: bool) -> list[dict]:
     return rows
 
 
+def _rejected(fact: Fact, rng: random.Random) -> str:
+    """A worse answer: a wrong fact (40%), a rude refusal (30%), or a true answer to another kind of
+    question (30%). Without the off-topic kind, a reward model learns to like the shape "The answer
+    is 7." for any question, and PPO against it turns every fact question into a sum."""
+    draw = rng.random()
+    if draw < 0.4:
+        return _reply(fact, _wrong(fact, rng))
+    if draw < 0.7:
+        return rng.choice(RUDE)
+    others = [f for f in _facts() if f.kind != fact.kind and f.held_out == fact.held_out]
+    while answer_is_correct(reply := _reply(rng.choice(others)), fact.answer) and fact.answer:
+        pass  # "A cow has four legs." must not pass as the answer to another question
+    return reply
+
+
 def _preference(rng: random.Random, held_out: bool) -> list[dict]:
-    triples = [(q, _reply(f), _reply(f, _wrong(f, rng)) if rng.random() < 0.5 else rng.choice(RUDE), f.answer)
-               for f, q in _asks(held_out, rng)]
+    triples = [(q, _reply(f), _rejected(f, rng), f.answer) for f, q in _asks(held_out, rng)]
     triples += [] if held_out else [(q, a, rng.choice(RUDE), "") for q, a in SMALL_TALK for _ in range(2)]
     return [{"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
              "rejected": [{"role": "assistant", "content": bad}], "answer": key} for q, good, bad, key in triples]
 
 
 def _prompts(rng: random.Random, held_out: bool) -> list[dict]:
+    """Arithmetic questions: a rule can check them exactly (GRPO, RLOO), a small reward model cannot."""
     return [{"prompt": [{"role": "user", "content": q}], "answer": f.answer}
-            for f, q in _asks(held_out, rng, kinds=("sum", "difference"))]
+            for f, q in _asks(held_out, rng, kinds=ARITHMETIC)]
+
+
+def _questions_part(rng: random.Random, held_out: bool) -> list[dict]:
+    """Questions about facts (capitals, animals, colours, opposites): what a reward model can judge (PPO)."""
+    kinds = tuple(k for k in TEMPLATES if k not in ARITHMETIC)
+    return [{"prompt": [{"role": "user", "content": q}], "answer": f.answer} for f, q in _asks(held_out, rng, kinds)]
 
 
 # ------------------------------------------------------------------ public API
@@ -357,7 +381,7 @@ def build_part(name: str, seed: int = 0) -> list[dict]:
     rng = random.Random(f"{name}:{seed}")
     base, held_out = name.removesuffix("_eval"), name.endswith("_eval")
     rows = _pretrain(rng) if name == "pretrain" else {"sft": _sft, "preference": _preference,
-                                                      "prompts": _prompts}[base](rng, held_out)
+                                                      "prompts": _prompts, "questions": _questions_part}[base](rng, held_out)
     rng.shuffle(rows)
     return rows
 

@@ -24,8 +24,9 @@ def prompt_messages(row: dict) -> list[dict]:
 
 @torch.no_grad()
 def generate_answers(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 32,
-                     batch_size: int = 32) -> list[str]:
-    """Greedy answers for a list of conversations, batched with left padding."""
+                     batch_size: int = 32, **sampling) -> list[str]:
+    """Answers for a list of conversations, batched with left padding: greedy unless ``sampling``
+    (``do_sample=True, temperature=...``) says otherwise."""
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
@@ -35,7 +36,7 @@ def generate_answers(model, tokenizer, prompts: list[list[dict]], max_new_tokens
             texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
                      for p in prompts[i:i + batch_size]]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, **{"do_sample": False, **sampling},
                                  pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id)
             answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -78,3 +78,14 @@ def tiny_sft(learned_pretrained, tmp_path_factory) -> str:
     assert run_cli("sft", "--model_name_or_path", learned_pretrained, *SFT_FLAGS, "--num_train_epochs", "1",
                    "--learning_rate", "3e-4", "--output_dir", out) == 0
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_reward(tiny_sft, tmp_path_factory) -> str:
+    """A reward model trained from the tiny SFT model on the built-in preference pairs."""
+    out = tmp_path_factory.mktemp("reward") / "reward"
+    assert run_cli("reward", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:preference",
+                   "--eval_dataset_name", "builtin:preference_eval", "--num_train_epochs", "1",
+                   "--learning_rate", "5e-4", "--per_device_train_batch_size", "16", "--max_length", "96",
+                   "--save_strategy", "no", "--seed", "0", "--output_dir", out, *QUIET) == 0
+    return str(out)

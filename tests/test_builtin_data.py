@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hfllm.builtin_data import (PARTS, PREFIXES, RUDE, TEMPLATES, _questions, _say, answer_is_correct, build_part,
+from hfllm.builtin_data import (ARITHMETIC, PARTS, PREFIXES, RUDE, TEMPLATES, _questions, _reply, _say, answer_is_correct, build_part,
                                 builtin_path, split_facts)
 from hfllm.errors import UserError
 
@@ -42,13 +42,14 @@ def test_sizes(parts):
     nbytes = {name: sum(len(json.dumps(r)) + 1 for r in rows) for name, rows in parts.items()}
     assert 2000 <= len(parts["pretrain"]) <= 6000 and 1_000_000 <= nbytes["pretrain"] <= 2_000_000
     for name, low, high in [("sft", 1500, 3000), ("preference", 1500, 3000), ("prompts", 300, 1000),
-                            ("sft_eval", 100, 400), ("preference_eval", 100, 400), ("prompts_eval", 50, 300)]:
+                            ("questions", 400, 1200), ("sft_eval", 100, 400), ("preference_eval", 100, 400),
+                            ("prompts_eval", 50, 300), ("questions_eval", 50, 200)]:
         assert low <= len(parts[name]) <= high, (name, len(parts[name]))
     assert 0.15 <= len(HELD_OUT) / (len(TRAIN) + len(HELD_OUT)) <= 0.25
     assert {f.kind for f in HELD_OUT} == set(TEMPLATES)  # every kind of fact is tested
 
 
-@pytest.mark.parametrize("part", ["sft", "preference", "prompts"])
+@pytest.mark.parametrize("part", ["sft", "preference", "prompts", "questions"])
 def test_eval_facts_are_disjoint_from_training_facts(parts, part):
     seen = {}
     for split in (part, f"{part}_eval"):
@@ -58,8 +59,8 @@ def test_eval_facts_are_disjoint_from_training_facts(parts, part):
         assert all(f.held_out == split.endswith("_eval") for f in facts)
         seen[split] = {(f.kind, f.subject) for f in facts}
     assert seen[part] and seen[f"{part}_eval"] and not seen[part] & seen[f"{part}_eval"]
-    if part != "prompts":  # prompts are arithmetic only
-        assert seen[f"{part}_eval"] == {(f.kind, f.subject) for f in HELD_OUT}
+    kinds = {"prompts": ARITHMETIC, "questions": set(TEMPLATES) - set(ARITHMETIC)}.get(part, set(TEMPLATES))
+    assert seen[f"{part}_eval"] == {(f.kind, f.subject) for f in HELD_OUT if f.kind in kinds}
 
 
 def test_every_fact_is_stated_in_pretraining_many_times(parts):
@@ -80,6 +81,8 @@ def test_rows_have_valid_roles_and_keys(parts):
     assert any(r["messages"][0]["role"] == "system" for r in parts["sft"])
     for row in parts["prompts"] + parts["prompts_eval"]:
         assert [m["role"] for m in row["prompt"]] == ["user"] and row["answer"].isdigit()
+    for row in parts["questions"] + parts["questions_eval"]:
+        assert [m["role"] for m in row["prompt"]] == ["user"] and row["answer"] and not row["answer"].isdigit()
 
 
 def test_preference_pairs(parts):
@@ -92,18 +95,26 @@ def test_preference_pairs(parts):
         if row["answer"]:  # a wrong fact or a rude reply never contains the right key
             assert not answer_is_correct(row["rejected"][0]["content"], row["answer"])
     rude = sum(r["rejected"][0]["content"] in RUDE for r in rows) / len(rows)
-    assert 0.35 <= rude <= 0.65
+    assert 0.2 <= rude <= 0.45
+    # Off-topic: a true reply to another kind of question, so a reward model learns relevance.
+    def same_question(row):  # the reply template of the question's own fact, with some value in it
+        fact = fact_of(user_text(row))
+        values = {f.answer for f in TRAIN + HELD_OUT if f.kind == fact.kind} | {str(n) for n in range(30)}
+        return row["rejected"][0]["content"] in {_reply(fact, v) for v in values}
+
+    off_topic = [r for r in rows if r["answer"] and r["rejected"][0]["content"] not in RUDE and not same_question(r)]
+    assert 0.2 <= len(off_topic) / len(rows) <= 0.45
 
 
 def test_builtin_path_writes_once_and_reuses(tmp_path, monkeypatch):
     path = builtin_path("prompts_eval", cache_dir=tmp_path)
-    assert path == tmp_path / "builtin-v1" / "prompts_eval.jsonl"
+    assert path == tmp_path / "builtin-v2" / "prompts_eval.jsonl"
     first = path.stat().st_mtime_ns
     assert builtin_path("prompts_eval", cache_dir=tmp_path).stat().st_mtime_ns == first
     assert [json.loads(line) for line in path.read_text().splitlines()] == build_part("prompts_eval")
     assert sorted(p.name for p in path.parent.iterdir()) == ["prompts_eval.jsonl"]  # no temporary file left
     monkeypatch.setenv("HFLLM_CACHE", str(tmp_path / "env"))
-    assert builtin_path("prompts_eval") == tmp_path / "env" / "builtin-v1" / "prompts_eval.jsonl"
+    assert builtin_path("prompts_eval") == tmp_path / "env" / "builtin-v2" / "prompts_eval.jsonl"
 
 
 def test_unknown_part():

@@ -41,10 +41,10 @@ from hfllm.rewards import build_reward_funcs, check_weights, load_prompts
 @dataclass
 class PPOArguments:
     # data and rewards
-    dataset_name: str = field(default="builtin:prompts", metadata={"help": "prompts (text or messages) + columns"})
+    dataset_name: str = field(default="builtin:questions", metadata={"help": "prompts (text or messages) + columns"})
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name"})
     dataset_train_split: str = field(default="train", metadata={"help": "training split"})
-    eval_dataset_name: str | None = field(default="builtin:prompts_eval", metadata={"help": "held-out prompts"})
+    eval_dataset_name: str | None = field(default="builtin:questions_eval", metadata={"help": "held-out prompts"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many prompts"})
     eval_samples: int = field(default=100, metadata={"help": "held-out prompts for before/after (0: skip)"})
     reward_model_name_or_path: str | None = field(default=None, metadata={"help": "a reward stage folder"})
@@ -190,7 +190,7 @@ def main(argv: list[str]) -> int:
     model = acc.unwrap_model(wrapper)
     start, kl_ctl = 0, core.AdaptiveKLController(args.kl_coef, args.target_kl)
     if checkpoint:
-        state = torch.load(Path(checkpoint) / "state.pt", weights_only=False)
+        state = torch.load(Path(checkpoint) / "state.pt", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         start, kl_ctl.value = state["step"], state["kl_coef"]
 
@@ -220,10 +220,14 @@ def main(argv: list[str]) -> int:
         if not eval_rows or not acc.is_main_process:
             return {}
         res = answer_accuracy(model.policy, tokenizer, eval_rows, len(eval_rows), args.response_length)
-        if rm is not None:
+        if rm is not None:  # greedy, and sampled as in the rollouts (what PPO maximises), 4 answers a prompt
             prompts = [prompt_messages(r) for r in eval_rows]
-            res["reward_score"] = round(sum(rm(prompts, generate_answers(model.policy, tokenizer, prompts,
-                                                                           args.response_length))) / len(prompts), 4)
+            greedy = generate_answers(model.policy, tokenizer, prompts, args.response_length)
+            torch.manual_seed(args.seed)
+            sampled = generate_answers(model.policy, tokenizer, prompts * 4, args.response_length, do_sample=True,
+                                       temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p)
+            res["reward_score"] = round(sum(rm(prompts, greedy)) / len(prompts), 4)
+            res["reward_score_sampled"] = round(sum(rm(prompts * 4, sampled)) / len(sampled), 4)
         return res
 
     before = held_out() if start == 0 else {}
@@ -332,7 +336,8 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(old, ignore_errors=True)
         if before and after:
             print(f"\nheld-out answer accuracy: {before['answer_accuracy']:.1%} -> {after['answer_accuracy']:.1%}"
-                  + (f"; reward score {before['reward_score']:.3f} -> {after['reward_score']:.3f}"
+                  + (f"; reward score greedy {before['reward_score']:.3f} -> {after['reward_score']:.3f}, "
+                     f"sampled {before['reward_score_sampled']:.3f} -> {after['reward_score_sampled']:.3f}"
                      if "reward_score" in after else ""))
         print(f"saved {'LoRA adapter' if model_args.use_peft else 'model'} to {out}")
     acc.wait_for_everyone()

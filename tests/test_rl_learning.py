@@ -1,0 +1,45 @@
+"""RL that learns, on the tiny SFT model (a few minutes on 2 CPU cores).
+
+- PPO against the reward model, on fact questions: the held-out reward score rises while
+  the KL to the SFT model stays bounded and the rule check (exact answers) does not collapse.
+- GRPO with the arithmetic rule rewards raises held-out exact-answer accuracy.
+"""
+
+import json
+from pathlib import Path
+
+from conftest import QUIET, run_cli
+
+# Measured (seed 0): PPO sampled score 0.571 -> 0.780, greedy 0.874 -> 1.104, KL 0.62, accuracy 44.0% -> 41.7%;
+# GRPO held-out arithmetic 32% -> 43% (seed 1: 32% -> 37%).
+
+
+def metrics(folder) -> dict:
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def test_ppo_raises_the_reward_score_on_a_leash(tiny_sft, tiny_reward, tmp_path):
+    out = tmp_path / "ppo"
+    assert run_cli("ppo", "--model_name_or_path", tiny_sft, "--reward_model_name_or_path", tiny_reward,
+                   "--reward_funcs", "answer_partial",
+                   "--dataset_name", "builtin:questions", "--eval_dataset_name", "builtin:questions_eval",
+                   "--max_steps", "100", "--per_device_train_batch_size", "16", "--response_length", "16",
+                   "--learning_rate", "2e-5", "--kl_coef", "0.1", "--num_ppo_epochs", "4", "--num_mini_batches", "2",
+                   "--save_steps", "0", "--seed", "0", "--disable_tqdm", "true", "--output_dir", out) == 0
+    m = metrics(out)
+    # The score PPO maximises (answers sampled as in the rollouts) and the greedy one both rise.
+    assert m["reward_score_sampled"] >= m["reward_score_sampled_before"] + 0.1, m
+    assert m["reward_score"] >= m["reward_score_before"] + 0.05, m
+    assert 0 <= m["kl_final"] < 2.0, m  # nats per answer: the leash holds
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] - 0.05, m
+
+
+def test_grpo_raises_arithmetic_accuracy(tiny_sft, tmp_path):
+    out = tmp_path / "grpo"
+    assert run_cli("grpo", "--model_name_or_path", tiny_sft, "--reward_funcs", "answer_partial", "exact_answer",
+                   "--dataset_name", "builtin:prompts", "--eval_dataset_name", "builtin:prompts_eval",
+                   "--max_steps", "150", "--per_device_train_batch_size", "32", "--num_generations", "4",
+                   "--max_completion_length", "16", "--learning_rate", "1e-4", "--beta", "0.04",
+                   "--logging_steps", "5", "--save_strategy", "no", "--seed", "0", "--output_dir", out, *QUIET) == 0
+    m = metrics(out)
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.05, m
