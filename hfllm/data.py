@@ -118,7 +118,9 @@ def require_columns(ds, columns: list[str], dataset_name: str, hint: str = "") -
 def iter_texts(ds, text_field: str, dataset_name: str):
     """Yield the non-empty strings of one column, lazily (works for streaming datasets too)."""
     require_columns(ds, [text_field], dataset_name, "choose it with --dataset_text_field")
-    for row in ds:
-        text = row[text_field]
-        if isinstance(text, str) and text.strip():
-            yield text
+    # One column, a thousand rows at a time: row-by-row iteration builds a dict per row and made the
+    # tokenizer stage a third slower than the bare trainer (bench/bench_tokenizer.py).
+    for batch in ds.select_columns([text_field]).iter(batch_size=1000):
+        for text in batch[text_field]:
+            if isinstance(text, str) and text.strip():
+                yield text

@@ -44,12 +44,8 @@ class SFTScriptArguments:
 
 
 def main(argv: list[str]) -> int:
-    # Batches of conversations of similar length: a third of the positions were padding with random batches
-    # (bench/bench_sft.py). Padding-free / BFD packing instead flattens the batch into one sequence, whose
-    # attention (sdpa, without flash-attention's varlen kernels) then costs more than the padding saved.
     defaults = {"output_dir": "runs/default/sft", "report_to": "none", "logging_steps": 10, "save_total_limit": 1,
-                "lora_target_modules": ["all-linear"], "train_sampling_strategy": "group_by_length",
-                **training_defaults()}
+                "lora_target_modules": ["all-linear"], **training_defaults()}
     (args, sft_args, model_args), explicit = parse_args([SFTScriptArguments, SFTConfig, ModelConfig], argv,
                                                         prog="hfllm sft", defaults=defaults)
     if not model_args.model_name_or_path:
