@@ -25,7 +25,7 @@ def test_reward_model_ranks_held_out_pairs(tiny_reward):
 @pytest.mark.parametrize("lora", [False, True])
 def test_dpo_prefers_chosen_without_losing_answers(tiny_sft, tmp_path, lora):
     out = tmp_path / "dpo"
-    flags = ["--use_peft", "--lora_r", "16", "--learning_rate", "3e-4"] if lora else ["--learning_rate", "5e-5"]
+    flags = ["--use_peft", "--lora_r", "16", "--learning_rate", "1e-4"] if lora else ["--learning_rate", "2e-5"]
     assert run_cli("dpo", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:preference",
                    "--eval_dataset_name", "builtin:preference_eval", "--max_steps", "60", "--beta", "0.1",
                    "--per_device_train_batch_size", "16", "--max_length", "96", "--save_strategy", "no",
