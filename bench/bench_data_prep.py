@@ -37,23 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_corpus  # noqa: E402
 BLOCK_SIZE = 128  # configs/tiny/pretrain.yaml
-
-
-def write_corpus(path: Path, megabytes: int) -> int:
-    """Plain text, one built-in document per line, until the file holds `megabytes` MB."""
-    from hfllm.builtin_data import build_part
-
-    pool = [" ".join(row["text"].split()) + "\n" for seed in range(16) for row in build_part("pretrain", seed)]
-    target, written = megabytes * 1_000_000, 0
-    with path.open("w", encoding="utf-8") as f:
-        while written < target:
-            for line in pool:
-                f.write(line)
-                written += len(line.encode())
-                if written >= target:
-                    break
-    return written
 
 
 class HeapPeak(threading.Thread):

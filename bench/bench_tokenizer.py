@@ -28,29 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import hfllm_cli, load_average, median, write_json
+from common import documents, hfllm_cli, load_average, median, write_corpus, write_json
 
 VOCAB = 4096
 SPECIALS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]  # hfllm's defaults
-
-
-def documents(seeds) -> list[str]:
-    from hfllm.builtin_data import build_part
-
-    return [" ".join(row["text"].split()) for seed in seeds for row in build_part("pretrain", seed)]
-
-
-def write_corpus(path: Path, megabytes: float) -> int:
-    pool = [doc + "\n" for doc in documents(range(16))]
-    written, target = 0, int(megabytes * 1e6)
-    with path.open("w", encoding="utf-8") as f:
-        while written < target:
-            for line in pool:
-                f.write(line)
-                written += len(line.encode())
-                if written >= target:
-                    break
-    return written
 
 
 def bare(corpus: Path, out: Path, from_iterator: bool) -> float:

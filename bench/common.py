@@ -140,3 +140,24 @@ def random_model(work: Path, preset: str = "tiny", **sizes) -> str:
 def write_json(path: str | None, result: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(result, indent=1))
+
+
+def documents(seeds) -> list[str]:
+    """Built-in pretraining documents of these generator seeds, whitespace collapsed to one line each."""
+    from hfllm.builtin_data import build_part
+
+    return [" ".join(row["text"].split()) for seed in seeds for row in build_part("pretrain", seed)]
+
+
+def write_corpus(path: Path, megabytes: float) -> int:
+    """Plain text, one built-in document per line (seeds 0-15 cycled), until the file holds `megabytes` MB."""
+    pool = [doc + "\n" for doc in documents(range(16))]
+    target, written = int(megabytes * 1_000_000), 0
+    with path.open("w", encoding="utf-8") as f:
+        while written < target:
+            for line in pool:
+                f.write(line)
+                written += len(line.encode())
+                if written >= target:
+                    break
+    return written
