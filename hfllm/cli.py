@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hfllm {command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", 130)
         if os.environ.get("RANK", "0") == "0":
-            print(f"hfllm {command}: interrupted", file=sys.stderr)
-        return 130
+            print(f"hfllm {command}: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr)
+        return code
     except Exception as exc:  # a full disk or a folder we may not write: the user's to fix, not a bug
         message = None if debug else system_error(exc)
         if message is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, get_peft_config
 
-from hfllm import run_folder
+from hfllm import interrupt, run_folder
 from hfllm.chat_template import end_of_turn_ids, ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
@@ -72,12 +72,12 @@ def run(argv: list[str], stage: str, config_cls, trainer_cls) -> int:
 
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=cfg, train_dataset=train_ds,
                           processing_class=tokenizer, peft_config=get_peft_config(model_args))
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = interrupt.train(trainer, resume_from)  # Ctrl-C or SIGTERM: checkpoint, then exit 130 / 143
     after = answer_accuracy(trainer.model, tokenizer, eval_rows, limit, length) if eval_rows else {}
 
+    trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+    trainer.save_model(cfg.output_dir)  # on every process: under FSDP or ZeRO-3 gathering the weights takes them all
     if trainer.is_world_process_zero():
-        trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
-        trainer.save_model(cfg.output_dir)
         save_config(f"{cfg.output_dir}/hfllm_args.yaml", args, model_args, cfg)
         logs = [r for r in trainer.state.log_history if "reward" in r]
         metrics = {
@@ -88,6 +88,7 @@ def run(argv: list[str], stage: str, config_cls, trainer_cls) -> int:
             "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
             "reward_first": logs[0]["reward"] if logs else None, "reward_last": logs[-1]["reward"] if logs else None,
             "answer_accuracy_before": before.get("answer_accuracy"), **after, "log": logs,
+            "world_size": cfg.world_size,
         }
         run_folder.write_metrics(cfg.output_dir, metrics, stage=stage)
         if push:

@@ -1,15 +1,21 @@
-"""Ctrl-C during training saves a checkpoint, then stops; running the same command resumes.
+"""Ctrl-C (or SIGTERM) during training saves a checkpoint, then stops; running the same command resumes.
 
 The first SIGINT only raises a flag. At the end of the optimizer step under way a
 TrainerCallback sets ``should_save`` and ``should_training_stop``, so the Trainer writes
 ``checkpoint-N`` and leaves its loop; then KeyboardInterrupt carries on up to hfllm.cli,
-which exits with 130 and no metrics.json, so the folder reads as interrupted and is resumed
-next time. A second Ctrl-C stops at once. (transformers' ``--enable_jit_checkpoint`` does
-the like for SIGTERM.)
+which exits with 130 (143 for SIGTERM) and no metrics.json, so the folder reads as interrupted
+and is resumed next time. A second signal stops at once.
+
+SIGTERM, what schedulers and ``kill`` send before SIGKILL, is handled the same way. It is passed
+on to a handler set before ours (transformers' ``--enable_jit_checkpoint``), whose stop would
+otherwise look like the end of training and mark the stage complete.
+
+``catch_stop_signals`` serves loops of our own (hfllm ppo) the same way: they read
+``request.signum`` between updates, save, and call ``request.stop()``.
 
 Under several processes every rank must stop at the same step, or the others would wait
 forever in the next collective. The flags are summed over a CPU (gloo) group without
-blocking: the sum started at step k is read at step k+1, so a Ctrl-C that reached any
+blocking: the sum started at step k is read at step k+1, so a signal that reached any
 rank stops them all one step later, and the GPU is never made to wait for it.
 """
 
@@ -18,15 +24,63 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 from transformers import TrainerCallback
 
 from hfllm import run_folder
 
 
+class Terminated(KeyboardInterrupt):
+    """Training stopped for SIGTERM; hfllm.cli exits with 143 for it."""
+
+    exit_code = 143
+
+
+class StopRequest:
+    signum = 0  # the first SIGINT or SIGTERM received, on this process only
+
+    def stop(self, checkpoint: str):
+        """Report the checkpoint just saved, then leave as the signal asks (KeyboardInterrupt / Terminated)."""
+        if run_folder.is_main_process():
+            print(f"checkpoint saved in {checkpoint}; run the same command again to resume", file=sys.stderr,
+                  flush=True)
+        raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+
+
+@contextmanager
+def catch_stop_signals():
+    """While inside, a first SIGINT or SIGTERM only sets ``request.signum``; a second one raises at once."""
+    request, chained = StopRequest(), {}
+
+    def on_signal(signum, frame):
+        if request.signum:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        request.signum = signum
+        if callable(chained.get(signum)):
+            chained[signum](signum, frame)
+        if run_folder.is_main_process():
+            name = "interrupted" if signum == signal.SIGINT else "terminated"
+            print(f"\n{name}: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)",
+                  file=sys.stderr, flush=True)
+
+    # Signal handlers can only be set from the main thread (the app runs stages elsewhere).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if main_thread:
+        chained[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)  # transformers' JIT checkpoint, if on
+        previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is on_signal:  # the JIT callback restores SIGTERM itself
+                signal.signal(signum, handler)
+
+
 class SaveOnInterrupt(TrainerCallback):
-    def __init__(self):
-        self.requested = False  # set by the signal handler, on this process only
+    def __init__(self, request: StopRequest):
+        self.request = request
         self.stopped = False  # set when training was stopped for it, on every process alike
         self._group = self._work = self._flag = None
 
@@ -38,7 +92,7 @@ class SaveOnInterrupt(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._group is None:
-            stop = self.requested
+            stop = bool(self.request.signum)
         else:
             import torch
             import torch.distributed as dist
@@ -47,7 +101,7 @@ class SaveOnInterrupt(TrainerCallback):
             if self._work is not None:
                 self._work.wait()
                 stop = bool(self._flag.item())
-            self._flag = torch.tensor([int(self.requested)])
+            self._flag = torch.tensor([int(bool(self.request.signum))])
             self._work = dist.all_reduce(self._flag, group=self._group, async_op=True)
         if stop:
             self.stopped = True
@@ -66,31 +120,15 @@ class SaveOnInterrupt(TrainerCallback):
 
 
 def train(trainer, resume_from_checkpoint=None):
-    """``trainer.train(...)``; a first Ctrl-C saves a checkpoint and then raises KeyboardInterrupt."""
-    callback = SaveOnInterrupt()
-    trainer.add_callback(callback)
-
-    def on_sigint(signum, frame):
-        if callback.requested:
-            raise KeyboardInterrupt
-        callback.requested = True
-        if run_folder.is_main_process():
-            print("\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)",
-                  file=sys.stderr, flush=True)
-
-    # Signal handlers can only be set from the main thread (the app runs stages elsewhere).
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
-    try:
-        result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
-        trainer.remove_callback(callback)
-    # A Ctrl-C after the last step stopped nothing: the run is done, so the stage finishes it.
+    """``trainer.train(...)``; a first Ctrl-C or SIGTERM saves a checkpoint and then raises KeyboardInterrupt."""
+    with catch_stop_signals() as request:
+        callback = SaveOnInterrupt(request)
+        trainer.add_callback(callback)
+        try:
+            result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        finally:
+            trainer.remove_callback(callback)
+    # A signal after the last step stopped nothing: the run is done, so the stage finishes it.
     if callback.stopped:
-        if trainer.is_world_process_zero():
-            print(f"checkpoint saved in {trainer.args.output_dir}/checkpoint-{trainer.state.global_step}; "
-                  "run the same command again to resume", file=sys.stderr, flush=True)
-        raise KeyboardInterrupt
+        request.stop(f"{trainer.args.output_dir}/checkpoint-{trainer.state.global_step}")
     return result

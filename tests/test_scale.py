@@ -224,6 +224,30 @@ def test_sft_on_two_processes_matches_one_with_the_same_global_batch(pretrained,
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
+PAIRS = ["--dataset_name", "builtin:preference", "--max_train_samples", "80", "--eval_split_size", "16",
+         "--max_length", "64"]
+
+
+@pytest.mark.parametrize("stage, flags, saved", [
+    ("reward", PAIRS, "saved reward model"),
+    ("dpo", [*PAIRS, "--eval_samples", "8"], "saved model"),
+    ("grpo", ["--reward_funcs", "answer_partial", "--num_generations", "2", "--max_completion_length", "8",
+              "--eval_samples", "4"], "saved model"),
+])
+def test_post_training_stage_on_two_processes_writes_one_set_of_outputs(pretrained, tmp_path, stage, flags, saved):
+    """Every process takes part in saving (FSDP and ZeRO-3 need that to gather the weights); the
+    main process alone writes the metrics, config and loss plot, and prints the summary once."""
+    out = tmp_path / stage
+    proc = run(launch("cpu_ddp.yaml", stage, "--model_name_or_path", pretrained, *flags, "--max_steps", "3",
+                      "--per_device_train_batch_size", "4", "--save_strategy", "no", "--logging_steps", "1",
+                      "--output_dir", out, *QUIET))
+    m = metrics(out)
+    assert m["world_size"] == 2 and m["global_step"] == 3
+    assert count_lines(proc.stdout + proc.stderr, saved) == 1
+    assert (out / "model.safetensors").is_file() and (out / "hfllm_args.yaml").is_file()
+    assert not list(tmp_path.glob(f"{stage}*/checkpoint-*"))
+
+
 # ------------------------------------------------------------------ crash safety
 
 
@@ -271,32 +295,39 @@ def test_sigkill_mid_pretraining_resumes_to_the_same_loss(tiny_tokenizer, tmp_pa
     assert again["initial_eval_loss"] == pytest.approx(full["initial_eval_loss"], abs=1e-6)
 
 
-def interrupt_then_resume(cmd, out: Path) -> tuple[str, subprocess.CompletedProcess]:
-    """Start cmd, press Ctrl-C once the second training log line is out, return the checkpoint it
-    left and the result of running cmd again."""
+def interrupt_then_resume(cmd, out: Path, signum=signal.SIGINT, log_line="'loss':"
+                          ) -> tuple[str, subprocess.CompletedProcess]:
+    """Start cmd, press Ctrl-C (or send signum) once the second training log line is out, return the
+    checkpoint it left and the result of running cmd again."""
     proc = subprocess.Popen(cmd, env=env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if sum("'loss':" in x for x in seen) == 2:
-            proc.send_signal(signal.SIGINT)
+        if sum(log_line in x for x in seen) == 2:
+            proc.send_signal(signum)
             break
     rest, _ = proc.communicate(timeout=300)
     log = "".join(seen) + rest
-    assert proc.returncode == 130, log[-3000:]
-    assert "interrupted: saving a checkpoint" in log and "run the same command again to resume" in log
+    name, code = ("interrupted", 130) if signum == signal.SIGINT else ("terminated", 143)
+    assert proc.returncode == code, log[-3000:]
+    assert f"{name}: saving a checkpoint" in log and "run the same command again to resume" in log
     assert not run_folder.is_complete(out)
     checkpoints = complete_checkpoints(out)
     assert len(checkpoints) == 1, (checkpoints, log[-2000:])  # save_steps is far away: this one is Ctrl-C's
     return checkpoints[0], run(cmd)
 
 
-def test_ctrl_c_during_pretraining_saves_a_checkpoint_and_resumes(tiny_tokenizer, tmp_path):
+@pytest.mark.parametrize("signum, jit", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+                         ids=["ctrl-c", "sigterm", "sigterm-with-jit-checkpoint"])
+def test_ctrl_c_or_sigterm_during_pretraining_saves_a_checkpoint_and_resumes(tiny_tokenizer, tmp_path, signum, jit):
+    """SIGTERM as Ctrl-C, also with transformers' JIT checkpoint on: alone, its stop would read as
+    the end of training and the stage would write metrics.json for a quarter-trained model."""
     out = tmp_path / "pre"
     cmd = hfllm("pretrain", "--tokenizer_name_or_path", tiny_tokenizer, *TINY_MODEL_FLAGS, "--max_train_samples", "600",
                 "--max_steps", "150", "--per_device_train_batch_size", "4", "--save_steps", "100000",
-                "--eval_steps", "100000", "--logging_steps", "1", "--output_dir", out, *QUIET)
-    checkpoint, again = interrupt_then_resume(cmd, out)
+                "--eval_steps", "100000", "--logging_steps", "1", "--output_dir", out, *QUIET,
+                *(["--enable_jit_checkpoint", "true"] if jit else []))
+    checkpoint, again = interrupt_then_resume(cmd, out, signum)
     step = int(checkpoint.split("-")[1])
     assert 2 <= step < 150
     assert f"resuming the interrupted run from {out / checkpoint}" in again.stdout
@@ -311,6 +342,25 @@ def test_ctrl_c_during_sft_saves_a_checkpoint_and_resumes(pretrained, tmp_path):
     checkpoint, again = interrupt_then_resume(cmd, out)
     assert f"resuming the interrupted run from {out / checkpoint}" in again.stdout
     assert metrics(out)["global_step"] == 120
+
+
+def test_ctrl_c_during_grpo_and_ppo_saves_a_checkpoint_and_resumes(pretrained, tmp_path):
+    """The RL stages too: GRPO through the Trainer, PPO between its own updates."""
+    rl = ["--model_name_or_path", pretrained, "--reward_funcs", "answer_partial", "--per_device_train_batch_size", "4",
+          "--eval_samples", "0", "--save_steps", "100000", *QUIET]
+    out = tmp_path / "grpo"
+    cmd = hfllm("grpo", *rl, "--logging_steps", "1", "--num_generations", "2", "--max_completion_length", "8", "--max_steps", "40",
+                "--output_dir", out)
+    checkpoint, again = interrupt_then_resume(cmd, out)
+    assert f"resuming the interrupted run from {out / checkpoint}" in again.stdout
+    assert metrics(out)["global_step"] == 40
+
+    out = tmp_path / "ppo"
+    cmd = hfllm("ppo", *rl, "--response_length", "8", "--num_ppo_epochs", "1", "--max_steps", "30",
+                "--output_dir", out)
+    checkpoint, again = interrupt_then_resume(cmd, out, signal.SIGTERM, log_line="ppo update")
+    step = int(checkpoint.split("-")[1])
+    assert metrics(out)["resumed_from_step"] == step and metrics(out)["global_step"] == 30
 
 
 def test_pipeline_reruns_only_the_stage_that_was_killed(tiny_tokenizer, tmp_path):

@@ -83,9 +83,9 @@ def main(argv: list[str]) -> int:
     final = trainer.evaluate() if eval_ds is not None else {}
     after = measure(trainer.model, tokenizer, eval_ds, args.eval_samples)
 
+    trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+    trainer.save_model(dargs.output_dir)  # on every process: under FSDP or ZeRO-3 gathering the weights takes them all
     if trainer.is_world_process_zero():
-        trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
-        trainer.save_model(dargs.output_dir)
         save_config(f"{dargs.output_dir}/hfllm_args.yaml", args, model_args, dargs)
         run_folder.plot_losses(trainer.state.log_history, f"{dargs.output_dir}/loss.png", "DPO loss")
         metrics = {
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
             "train_seconds": round(result.metrics.get("train_runtime", 0), 1),
             "reward_margin": final.get("eval_rewards/margins"), "reward_accuracy": final.get("eval_rewards/accuracies"),
             **{f"{k}_before": v for k, v in before.items() if k != "answer_examples"},
-            **after,
+            **after, "world_size": dargs.world_size,
         }
         run_folder.write_metrics(dargs.output_dir, metrics, stage="dpo")
         if push:

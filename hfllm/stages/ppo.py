@@ -28,7 +28,7 @@ import torch
 from trl import ModelConfig, get_peft_config
 
 from hfllm import ppo_core as core
-from hfllm import run_folder
+from hfllm import interrupt, run_folder
 from hfllm.builtin_data import answer_is_correct
 from hfllm.chat_template import end_of_turn_ids, ensure_chat_template
 from hfllm.config import parse_args, save_config
@@ -234,83 +234,88 @@ def main(argv: list[str]) -> int:
     log: list[dict] = []
     tokenizer.padding_side = "left"
     bar = tqdm(total=max_steps, initial=start, desc="ppo", disable=args.disable_tqdm or not acc.is_main_process)
-    for step in range(start, max_steps):
-        # ---- 1. rollouts
-        torch.manual_seed(args.seed * 1000 + step * world + rank)
-        rows = rows_for(step)
-        prompts = [prompt_messages(r) for r in rows]
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        ctx = enc["input_ids"].shape[1]
-        model.eval()
-        with torch.no_grad():
-            ids = model.policy.generate(**enc, do_sample=True, max_new_tokens=args.response_length,
-                                        temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
-                                        eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
-            responses = ids[:, ctx:]
-            mask, has_eos = core.response_mask(responses, eos_ids)
-            attn = torch.cat([enc["attention_mask"], mask.long()], 1)
-            pos = (attn.cumsum(1) - 1).clamp(min=0)
-            logprobs, logits = forward_logprobs(model.policy, ids, attn, pos, ctx, args.temperature)
-            entropy = core.masked_mean(core.entropy_from_logits(logits), mask)
-            del logits
-            with model.policy.disable_adapter() if ref is None else nullcontext():
-                ref_logprobs, _ = forward_logprobs(model.policy if ref is None else ref, ids, attn, pos, ctx, args.temperature)
-            values = token_values(model.value_model, ids, attn, pos)[:, ctx - 1:-1]
-            answers = [tokenizer.decode(r[m], skip_special_tokens=True) for r, m in zip(responses, mask)]
-            scores = score(prompts, answers, rows).to(device)
-            correct = [float(answer_is_correct(a, r["answer"])) for a, r in zip(answers, rows) if "answer" in r]
-            scores_raw = scores.clone()
-            scores = scores - args.missing_eos_penalty * (~has_eos).float()
-            # ---- 2. per-token rewards, advantages
-            rewards, kl = core.kl_penalised_rewards(logprobs, ref_logprobs, scores, mask, kl_ctl.value)
-            if args.whiten_rewards:
-                rewards = core.whiten(rewards, mask, shift_mean=False)
-            advantages, returns = core.gae(rewards, values, mask, args.gamma, args.lam)
-            advantages = core.whiten(advantages, mask)
-        # ---- 3. PPO epochs
-        model.train()
-        stats = {"clipfrac": [], "approxkl": [], "vf_loss": [], "pg_loss": [], "vf_clipfrac": []}
-        mb = batch // args.num_mini_batches
-        mu = mb // args.gradient_accumulation_steps
-        for _ in range(args.num_ppo_epochs):
-            perm = torch.randperm(batch, device=device)
-            for m0 in range(0, batch, mb):
-                for u0 in range(m0, m0 + mb, mu):
-                    idx = perm[u0:u0 + mu]
-                    last = u0 + mu >= m0 + mb
-                    with nullcontext() if last else acc.no_sync(wrapper):
-                        new_logits, new_values = wrapper(ids[idx], attn[idx], pos[idx])
-                        new_lp = core.logprobs_from_logits(new_logits[:, ctx - 1:-1] / (args.temperature + 1e-7),
-                                                           responses[idx])
-                        pg, pst = core.policy_loss(new_lp, logprobs[idx], advantages[idx], mask[idx], args.cliprange)
-                        vf, vst = core.value_loss(new_values[:, ctx - 1:-1], values[idx], returns[idx], mask[idx],
-                                                  args.cliprange_value)
-                        acc.backward((pg + args.vf_coef * vf) / args.gradient_accumulation_steps)
-                    for k, v in {**pst, **vst, "pg_loss": pg.detach(), "vf_loss": vf.detach()}.items():
-                        stats[k].append(float(v))
-                acc.clip_grad_norm_(wrapper.parameters(), args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-        # ---- 4. log (means over all processes)
-        local = torch.tensor([scores_raw.mean().item(), sum(correct) / len(correct) if correct else float("nan"),
-                              kl.sum(1).mean().item(), entropy.item(),
-                              *[sum(v) / len(v) for v in stats.values()],
-                              core.explained_variance(values, returns, mask), mask.sum(1).float().mean().item(),
-                              1 - has_eos.float().mean().item()], device=device)
-        g = acc.gather(local.unsqueeze(0)).mean(0).tolist()
-        rec = {"step": step + 1, "score": g[0], "rule_accuracy": g[1], "kl": g[2], "entropy": g[3],
-               "clipfrac": g[4], "approxkl": g[5], "vf_loss": g[6], "pg_loss": g[7], "vf_clipfrac": g[8],
-               "explained_variance": g[9], "response_length": g[10], "no_eos_fraction": g[11],
-               "kl_coef": kl_ctl.value}
-        rec = {k: (round(v, 4) if v == v else None) if isinstance(v, float) else v for k, v in rec.items()}
-        kl_ctl.update(g[2], batch * world)
-        log.append(rec)
-        if acc.is_main_process:
-            bar.write("ppo update " + " ".join(f"{k}={v}" for k, v in rec.items()))
-        bar.update(1)
-        if args.save_steps and (step + 1) % args.save_steps == 0 and step + 1 < max_steps:
-            save_checkpoint(out, acc, wrapper, optimizer, step + 1, kl_ctl, tokenizer)
+    with interrupt.catch_stop_signals() as request:
+        for step in range(start, max_steps):
+            # ---- 1. rollouts
+            torch.manual_seed(args.seed * 1000 + step * world + rank)
+            rows = rows_for(step)
+            prompts = [prompt_messages(r) for r in rows]
+            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            ctx = enc["input_ids"].shape[1]
+            model.eval()
+            with torch.no_grad():
+                ids = model.policy.generate(**enc, do_sample=True, max_new_tokens=args.response_length,
+                                            temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
+                                            eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+                responses = ids[:, ctx:]
+                mask, has_eos = core.response_mask(responses, eos_ids)
+                attn = torch.cat([enc["attention_mask"], mask.long()], 1)
+                pos = (attn.cumsum(1) - 1).clamp(min=0)
+                logprobs, logits = forward_logprobs(model.policy, ids, attn, pos, ctx, args.temperature)
+                entropy = core.masked_mean(core.entropy_from_logits(logits), mask)
+                del logits
+                with model.policy.disable_adapter() if ref is None else nullcontext():
+                    ref_logprobs, _ = forward_logprobs(model.policy if ref is None else ref, ids, attn, pos, ctx, args.temperature)
+                values = token_values(model.value_model, ids, attn, pos)[:, ctx - 1:-1]
+                answers = [tokenizer.decode(r[m], skip_special_tokens=True) for r, m in zip(responses, mask)]
+                scores = score(prompts, answers, rows).to(device)
+                correct = [float(answer_is_correct(a, r["answer"])) for a, r in zip(answers, rows) if "answer" in r]
+                scores_raw = scores.clone()
+                scores = scores - args.missing_eos_penalty * (~has_eos).float()
+                # ---- 2. per-token rewards, advantages
+                rewards, kl = core.kl_penalised_rewards(logprobs, ref_logprobs, scores, mask, kl_ctl.value)
+                if args.whiten_rewards:
+                    rewards = core.whiten(rewards, mask, shift_mean=False)
+                advantages, returns = core.gae(rewards, values, mask, args.gamma, args.lam)
+                advantages = core.whiten(advantages, mask)
+            # ---- 3. PPO epochs
+            model.train()
+            stats = {"clipfrac": [], "approxkl": [], "vf_loss": [], "pg_loss": [], "vf_clipfrac": []}
+            mb = batch // args.num_mini_batches
+            mu = mb // args.gradient_accumulation_steps
+            for _ in range(args.num_ppo_epochs):
+                perm = torch.randperm(batch, device=device)
+                for m0 in range(0, batch, mb):
+                    for u0 in range(m0, m0 + mb, mu):
+                        idx = perm[u0:u0 + mu]
+                        last = u0 + mu >= m0 + mb
+                        with nullcontext() if last else acc.no_sync(wrapper):
+                            new_logits, new_values = wrapper(ids[idx], attn[idx], pos[idx])
+                            new_lp = core.logprobs_from_logits(new_logits[:, ctx - 1:-1] / (args.temperature + 1e-7),
+                                                               responses[idx])
+                            pg, pst = core.policy_loss(new_lp, logprobs[idx], advantages[idx], mask[idx], args.cliprange)
+                            vf, vst = core.value_loss(new_values[:, ctx - 1:-1], values[idx], returns[idx], mask[idx],
+                                                      args.cliprange_value)
+                            acc.backward((pg + args.vf_coef * vf) / args.gradient_accumulation_steps)
+                        for k, v in {**pst, **vst, "pg_loss": pg.detach(), "vf_loss": vf.detach()}.items():
+                            stats[k].append(float(v))
+                    acc.clip_grad_norm_(wrapper.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+            # ---- 4. log (means over all processes)
+            local = torch.tensor([scores_raw.mean().item(), sum(correct) / len(correct) if correct else float("nan"),
+                                  kl.sum(1).mean().item(), entropy.item(),
+                                  *[sum(v) / len(v) for v in stats.values()],
+                                  core.explained_variance(values, returns, mask), mask.sum(1).float().mean().item(),
+                                  1 - has_eos.float().mean().item(), float(bool(request.signum))], device=device)
+            g = acc.gather(local.unsqueeze(0)).mean(0).tolist()
+            rec = {"step": step + 1, "score": g[0], "rule_accuracy": g[1], "kl": g[2], "entropy": g[3],
+                   "clipfrac": g[4], "approxkl": g[5], "vf_loss": g[6], "pg_loss": g[7], "vf_clipfrac": g[8],
+                   "explained_variance": g[9], "response_length": g[10], "no_eos_fraction": g[11],
+                   "kl_coef": kl_ctl.value}
+            rec = {k: (round(v, 4) if v == v else None) if isinstance(v, float) else v for k, v in rec.items()}
+            kl_ctl.update(g[2], batch * world)
+            log.append(rec)
+            if acc.is_main_process:
+                bar.write("ppo update " + " ".join(f"{k}={v}" for k, v in rec.items()))
+            bar.update(1)
+            stop = g[12] > 0 and step + 1 < max_steps  # Ctrl-C or SIGTERM reached a process: all stop here
+            if stop or (args.save_steps and (step + 1) % args.save_steps == 0 and step + 1 < max_steps):
+                save_checkpoint(out, acc, wrapper, optimizer, step + 1, kl_ctl, tokenizer)
+            if stop:
+                bar.close()
+                request.stop(str(out / f"checkpoint-{step + 1}"))
     bar.close()
 
     tokenizer.padding_side = "right"

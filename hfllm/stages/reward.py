@@ -70,8 +70,8 @@ def main(argv: list[str]) -> int:
     initial = next((r for r in trainer.state.log_history if "eval_loss" in r), {})
     final = trainer.evaluate() if eval_ds is not None else {}
 
+    trainer.save_model(rargs.output_dir)  # on every process: under FSDP or ZeRO-3 gathering the weights takes them all
     if trainer.is_world_process_zero():
-        trainer.save_model(rargs.output_dir)
         save_config(f"{rargs.output_dir}/hfllm_args.yaml", args, model_args, rargs)
         run_folder.plot_losses(trainer.state.log_history, f"{rargs.output_dir}/loss.png", "reward model loss")
         metrics = {
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
             "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0), 1),
             "eval_accuracy_before": initial.get("eval_accuracy"), "eval_accuracy": final.get("eval_accuracy"),
             "eval_margin_before": initial.get("eval_margin"), "eval_margin": final.get("eval_margin"),
-            "eval_loss": final.get("eval_loss"),
+            "eval_loss": final.get("eval_loss"), "world_size": rargs.world_size,
         }
         run_folder.write_metrics(rargs.output_dir, metrics, stage="reward")
         if push:
