@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 
 from hfllm import interrupt, run_folder
@@ -62,6 +63,7 @@ def run(argv: list[str], stage: str, config_cls, trainer_cls) -> int:
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     ensure_chat_template(tokenizer)
     dtype = "bfloat16" if cfg.bf16 else "float16" if cfg.fp16 else "float32"
+    set_seed(cfg.seed)  # LoRA's initial weights are drawn in the trainer, before it seeds itself
     # Loaded from a folder, so the trainer can load the reference (beta > 0) from the same place.
     model = load_causal_lm(model_args.model_name_or_path, dtype=dtype, merge_adapter=True,
                            trust_remote_code=cfg.trust_remote_code)

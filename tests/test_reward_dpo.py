@@ -90,3 +90,23 @@ stages:
     cleaned = (tmp_path / "run" / "clean" / "clean.jsonl").read_text()
     assert "someone@example.com" not in cleaned and len(cleaned.splitlines()) == 301
     assert metrics(tmp_path / "run" / "tokenizer")["vocab_size"] == 300
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_same_seed_gives_the_same_reward_model_in_one_process(tiny_pretrained, tmp_path, lora):
+    """The score head (and LoRA) are drawn before the trainer seeds itself: without a seed of
+    their own, two runs in one process (the app, a pipeline) started from different weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    flags = ["reward", "--model_name_or_path", tiny_pretrained, "--max_train_samples", "32", "--eval_split_size", "0",
+             "--max_steps", "1", "--max_length", "64", "--save_strategy", "no", "--seed", "3", *QUIET,
+             *(["--use_peft", "--lora_r", "4"] if lora else [])]
+    weights = []
+    for run in ("a", "b"):
+        torch.rand(7)  # whatever ran before in this process drew from the global generator
+        assert run_cli(*flags, "--output_dir", tmp_path / run) == 0
+        name = "adapter_model.safetensors" if lora else "model.safetensors"
+        weights.append(load_file(tmp_path / run / name))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

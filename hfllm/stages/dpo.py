@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from transformers import set_seed
 from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
 from hfllm import formats, interrupt, run_folder
@@ -69,6 +70,7 @@ def main(argv: list[str]) -> int:
                                trust_remote_code=dargs.trust_remote_code)
     ensure_chat_template(tokenizer)
     dtype = "bfloat16" if dargs.bf16 else "float16" if dargs.fp16 else "float32"
+    set_seed(dargs.seed)  # LoRA's initial weights are drawn in the trainer, before it seeds itself
     # Loaded from a folder (or the Hub), so DPOTrainer can load the reference from the same place.
     model = load_causal_lm(model_args.model_name_or_path, revision=model_args.model_revision, dtype=dtype,
                            trust_remote_code=dargs.trust_remote_code)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from transformers import set_seed
 from trl import ModelConfig, RewardConfig, RewardTrainer, get_peft_config
 
 from hfllm import formats, interrupt, run_folder
@@ -57,6 +58,7 @@ def main(argv: list[str]) -> int:
                                trust_remote_code=rargs.trust_remote_code)
     ensure_chat_template(tokenizer)
     dtype = "bfloat16" if rargs.bf16 else "float16" if rargs.fp16 else "float32"
+    set_seed(rargs.seed)  # the new score head (and LoRA) are drawn before the trainer seeds itself
     model = load_sequence_classifier(model_args.model_name_or_path, num_labels=1, revision=model_args.model_revision,
                                      dtype=dtype, trust_remote_code=rargs.trust_remote_code, what="model")
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-pad token

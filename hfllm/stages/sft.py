@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
 from hfllm import formats, interrupt, run_folder
@@ -79,6 +80,7 @@ def main(argv: list[str]) -> int:
         sft_args.eval_strategy = "epoch" if "eval_steps" not in explicit else "steps"
 
     dtype = "bfloat16" if sft_args.bf16 else "float16" if sft_args.fp16 else "float32"
+    set_seed(sft_args.seed)  # LoRA's initial weights are drawn in the trainer, before it seeds itself
     model = load_causal_lm(model_args.model_name_or_path, revision=model_args.model_revision, dtype=dtype,
                            trust_remote_code=sft_args.trust_remote_code)
     eos_ids = end_of_turn_ids(tokenizer)
