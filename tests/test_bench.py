@@ -98,3 +98,15 @@ def test_every_section_names_its_command_and_machine(quick_results):
         assert body.startswith("## ") and f"bench/{run_all.BENCHMARKS[name][0]} --quick" in body
         assert "CPU cores" in body and "shared with other jobs" in body and result["markdown"] in body
         assert "shared with other jobs" not in run_all.section(name, result, info, 0.5, 2.0, 1.0, True)
+
+
+def test_gpu_pretraining_benchmark_runs_its_whole_path_on_a_toy_model(capsys):
+    """bench_gpu_pretrain.py is meant for a CUDA GPU (124 M model, bf16); --quick runs the same
+    code on the CPU: the pretrain stage, the step timer, what ran, MFU against the measured peak."""
+    import bench_gpu_pretrain
+
+    r = bench_gpu_pretrain.main(["--quick", "--steps", "24"])
+    assert r["device"] == "cpu" and r["precision"] == "fp32" and r["attention"] == "sdpa"
+    assert 0.01 < r["parameters_m"] < 1 and rate(r["tokens_per_s"]) and rate(r["peak_tflops"])
+    assert 0 < r["mfu"] <= 1 and r["mfu"] == pytest.approx(r["model_tflops"] / r["peak_tflops"], rel=0.01)
+    assert "| cpu |" in capsys.readouterr().out
