@@ -32,9 +32,9 @@ def test_ppo_raises_the_reward_score_on_a_leash(tiny_sft, tiny_reward, tmp_path)
     assert m["reward_score"] >= m["reward_score_before"] + 0.05, m
     assert 0 <= m["kl_final"] < 2.0, m  # nats per answer: the leash holds
     # Accuracy is not what PPO raises here: the tiny reward model ranks a wrong fact below the right
-    # one only at chance (48% of such held-out pairs), and 84 greedy answers move by +-5 points from
-    # run to run (44.0 -> 41.7% with another initial reward head, 33.3% with kl_coef 0.2). The
-    # guard catches a collapse, not noise.
+    # one only at chance (48% of such held-out pairs), so the 84 greedy answers drift: 44.0 -> 41.7%
+    # with another initial reward head, 38.1% with this one, 33.3% with kl_coef 0.2, 36.9% with half
+    # the learning rate. The guard catches a collapse (answers that stop naming facts), not drift.
     assert m["answer_accuracy"] >= m["answer_accuracy_before"] - 0.1, m
 
 
