@@ -89,11 +89,24 @@ def test_merge_lora_saves_a_standalone_model(tiny_pretrained, tmp_path):
     assert run_cli("sft", "--model_name_or_path", tiny_pretrained, *SFT, "--max_steps", "3", "--use_peft",
                    "--merge_lora", "--max_train_samples", "64", "--answer_eval_samples", "8", "--output_dir", out) == 0
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    assert not (out / "README.md").exists()  # peft's card for the adapter would tell the Hub it is one
     m = metrics(out)
     assert m["use_peft"] and m["merged"]
     model = AutoModelForCausalLM.from_pretrained(out)  # no peft needed
     assert not any("lora" in name for name, _ in model.named_parameters())
-    assert AutoTokenizer.from_pretrained(out).chat_template
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.chat_template
+    from hfllm.chat_template import end_of_turn_ids
+    from hfllm.model import load_causal_lm
+
+    assert model.generation_config.eos_token_id == end_of_turn_ids(tokenizer)  # it stops at the end of a turn
+    # The same run without --merge_lora gives the adapter; on its base it computes what the merged model does.
+    adapter = tmp_path / "adapter"
+    assert run_cli("sft", "--model_name_or_path", tiny_pretrained, *SFT, "--max_steps", "3", "--use_peft",
+                   "--max_train_samples", "64", "--answer_eval_samples", "8", "--output_dir", adapter) == 0
+    ids = torch.tensor([tokenizer("The capital of France is").input_ids])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, load_causal_lm(str(adapter))(ids).logits, atol=1e-5)
 
 
 def test_base_model_without_chat_template_gets_one(tiny_pretrained, tmp_path, capsys):

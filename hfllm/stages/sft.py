@@ -15,6 +15,7 @@ When the eval data has an ``answer`` column, answer accuracy is measured before 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
@@ -99,12 +100,16 @@ def main(argv: list[str]) -> int:
     after = answer_accuracy(trainer.model, tokenizer, eval_ds, args.answer_eval_samples) if before else {}
 
     trainer.model.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
-    if not args.merge_lora:  # on every process: under FSDP or ZeRO-3 gathering the weights takes them all
-        trainer.save_model(sft_args.output_dir)
+    trainer.save_model(sft_args.output_dir)  # on every process: under FSDP or ZeRO-3 gathering the weights takes them all
     if trainer.is_world_process_zero():
         if args.merge_lora:  # DPO, reward and RL then start from one model, and their reference is this one
-            trainer.model.merge_and_unload().save_pretrained(sft_args.output_dir)
-            tokenizer.save_pretrained(sft_args.output_dir)
+            # From the saved adapter, not the trained (perhaps sharded) one: the same weights on any setup.
+            merged = load_causal_lm(sft_args.output_dir, revision=model_args.model_revision, dtype=dtype,
+                                    trust_remote_code=sft_args.trust_remote_code, merge_adapter=True)
+            for name in ("adapter_model.safetensors", "adapter_config.json", "README.md"):  # + peft's adapter card
+                (Path(sft_args.output_dir) / name).unlink(missing_ok=True)
+            merged.generation_config.update(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+            merged.save_pretrained(sft_args.output_dir)
         save_config(f"{sft_args.output_dir}/hfllm_args.yaml", args, model_args, sft_args)
         run_folder.plot_losses(trainer.state.log_history, f"{sft_args.output_dir}/loss.png", "SFT loss")
         metrics = {
