@@ -100,7 +100,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hfllm {command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        _close_process_group()
     return int(result or 0)
+
+
+def _close_process_group() -> None:
+    """Under several processes, tear the process group down before exiting: left to interpreter
+    shutdown, gloo's threads were seen to abort a finished process (SIGABRT, "terminate called
+    without an active exception"), which failed the whole launch. Every collective is behind us here."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
