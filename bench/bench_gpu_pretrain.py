@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from bench_pretrain import flops_per_token
-from common import QUIET, ROOT, hfllm_cli, matmul_peak_gflops, median, tiny_tokenizer, trainer_step_timer, \
-    window_rates, write_json
+from common import QUIET, ROOT, hfllm_cli, matmul_peak_gflops, median, tiny_tokenizer, trainer_callback, \
+    trainer_step_timer, window_rates, write_json
 
 WARMUP, WINDOWS = 10, 3
 QUICK_SIZES = ["--hidden_size", "64", "--num_hidden_layers", "2", "--num_attention_heads", "4",
@@ -50,33 +50,19 @@ def gpu_peak_tflops(size: int = 8192, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e12
 
 
-class WhatRan:
+def what_ran():
     """A callback that records what the Trainer really used: the attention kernel and the precision."""
+    from transformers import TrainerCallback
 
-    def __init__(self):
-        from transformers import TrainerCallback
+    class WhatRan(TrainerCallback):
+        seen: dict = {}
 
-        self.seen: dict = {}
-        outer = self
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.seen = {"attention": model.config._attn_implementation,
+                         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+                         "tf32": bool(args.tf32), "parameters": sum(p.numel() for p in model.parameters())}
 
-        class Record(TrainerCallback):
-            def on_train_begin(self, args, state, control, model=None, **kwargs):
-                outer.seen = {"attention": model.config._attn_implementation,
-                              "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-                              "tf32": bool(args.tf32), "parameters": sum(p.numel() for p in model.parameters())}
-
-        self.callback = Record()
-
-    def __enter__(self):
-        import transformers.trainer as trainer_module
-
-        trainer_module.DEFAULT_CALLBACKS.append(self.callback)
-        return self
-
-    def __exit__(self, *exc):
-        import transformers.trainer as trainer_module
-
-        trainer_module.DEFAULT_CALLBACKS.remove(self.callback)
+    return trainer_callback(WhatRan())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -101,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-pretrain-") as tmp:
         work, out = Path(tmp), Path(tmp) / "run"
         shape = QUICK_SIZES if opts.quick else ["--preset", "gpt2-124m"]
-        with trainer_step_timer() as timer, WhatRan() as ran:
+        with trainer_step_timer() as timer, what_ran() as ran:
             hfllm_cli("pretrain", "--config", ROOT / "configs/tiny/pretrain.yaml",
                       "--tokenizer_name_or_path", tiny_tokenizer(work), *shape, "--block_size", block,
                       "--per_device_train_batch_size", batch, "--max_steps", steps, "--warmup_steps", 20,
@@ -117,15 +103,15 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name() if not opts.quick else "cpu", "quick": opts.quick,
         "parameters_m": round(ran.seen["parameters"] / 1e6, 1), "block": block, "batch": batch, "steps": steps,
         "precision": ran.seen["precision"], "tf32": ran.seen["tf32"], "attention": ran.seen["attention"],
-        "torch_compile": opts.torch_compile, "tokens_per_s": round(rate), "model_tflops": round(model_tflops, 3),
-        "peak_tflops": round(peak, 3), "mfu": round(model_tflops / peak, 3),
+        "torch_compile": opts.torch_compile, "tokens_per_s": round(rate), "model_tflops": round(model_tflops, 6),
+        "peak_tflops": round(peak, 6), "mfu": round(model_tflops / peak, 4),
     }
     print("| device | parameters | block x batch | precision | attention | compiled | tokens/s | model TFLOP/s | peak TFLOP/s "
           "| MFU |\n|---|---:|---|---|---|---|---:|---:|---:|---:|")
     print(f"| {result['device']} | {result['parameters_m']} M | {block} x {batch} | {result['precision']} "
           f"| {result['attention']} "
-          f"| {'yes' if opts.torch_compile else 'no'} | {result['tokens_per_s']:,} | {result['model_tflops']} "
-          f"| {result['peak_tflops']} | {result['mfu']:.1%} |")
+          f"| {'yes' if opts.torch_compile else 'no'} | {result['tokens_per_s']:,} | {result['model_tflops']:.3g} "
+          f"| {result['peak_tflops']:.3g} | {result['mfu']:.1%} |")
     write_json(opts.json, result)
     return result
 

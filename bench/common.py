@@ -58,10 +58,20 @@ def window_rates(times: list[float], units_per_step: float, warmup: int, windows
 
 
 @contextmanager
-def trainer_step_timer():
-    """Every transformers Trainer (and TRL trainer) built inside gets a callback that records when each
-    optimizer step ends. It hooks the trainer's default callback list, so hfllm's own code runs unchanged."""
+def trainer_callback(callback):
+    """Every transformers Trainer (and TRL trainer) built inside gets `callback`. It hooks the trainer's
+    default callback list, so hfllm's own code runs unchanged."""
     import transformers.trainer as trainer_module
+
+    trainer_module.DEFAULT_CALLBACKS.append(callback)
+    try:
+        yield callback
+    finally:
+        trainer_module.DEFAULT_CALLBACKS.remove(callback)
+
+
+def trainer_step_timer():
+    """A callback (see trainer_callback) that records when each optimizer step ends, and the logs."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -75,12 +85,7 @@ def trainer_step_timer():
         def on_log(self, args, state, control, logs=None, **kwargs):
             self.logs.append(dict(logs or {}))
 
-    timer = StepTimer()
-    trainer_module.DEFAULT_CALLBACKS.append(timer)
-    try:
-        yield timer
-    finally:
-        trainer_module.DEFAULT_CALLBACKS.remove(timer)
+    return trainer_callback(StepTimer())
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
