@@ -122,9 +122,7 @@ def _torch_loads(path: Path):
             yield node.lineno, flag.value if isinstance(flag, ast.Constant) else flag
 
 
-# ppo.py reloads its own checkpoint's optimizer state with weights_only=False; the fix (weights_only=True
-# loads that state: tensors, numbers and lists only) is with the RL stage's owner. Remove this entry then.
-KNOWN_UNSAFE = {"hfllm/stages/ppo.py"}
+KNOWN_UNSAFE: set[str] = set()  # ppo.py's state.pt now loads with weights_only=True too
 
 
 def test_every_torch_load_is_weights_only(tmp_path):
