@@ -74,7 +74,7 @@ def child(corpus: str, tokenizer: str, num_proc: int | None) -> dict:
     import datasets  # noqa: F401  imports are not growth
     import transformers  # noqa: F401
 
-    from hfllm import data
+    from hfllm.data import load as data
     from hfllm.model import load_tokenizer
     from hfllm.stages.pretrain import PretrainArguments, prepare_data
 

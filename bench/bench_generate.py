@@ -71,7 +71,7 @@ def timed_stream(pieces) -> tuple[float, float, str]:
 def run(quick: bool = False, work: Path | None = None, repeats: int = 5) -> dict:
     from transformers import AutoTokenizer
 
-    from hfllm import app_handlers as h
+    from hfllm.app import handlers as h
     from hfllm.generate import GenerateArguments, generate, sampling_kwargs, stream
     from hfllm.model import load_causal_lm
 

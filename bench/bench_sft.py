@@ -83,7 +83,7 @@ def trl_sft(model_path: str, out: Path, steps: int, as_shipped: bool) -> tuple[f
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from hfllm import data
+    from hfllm.data import load as data
 
     cpu = {} if as_shipped else {"bf16": False, "gradient_checkpointing": False}
     config = SFTConfig(output_dir=str(out), per_device_train_batch_size=BATCH, max_length=MAX_LENGTH, max_steps=steps,

@@ -29,12 +29,12 @@ COMMANDS = {
     "ppo": ("hfllm.stages.ppo", "PPO with a reward model or rule rewards"),
     "grpo": ("hfllm.stages.grpo", "GRPO with trl.GRPOTrainer"),
     "rloo": ("hfllm.stages.rloo", "RLOO with trl.RLOOTrainer"),
-    "merge": ("hfllm.merge", "merge a LoRA adapter into its base model"),
+    "merge": ("hfllm.stages.merge", "merge a LoRA adapter into its base model"),
     "generate": ("hfllm.generate", "sample text from a model"),
     "run": ("hfllm.pipeline", "run a pipeline of stages from one YAML file"),
-    "chat": ("hfllm.app", "open the Gradio playground on trained models"),
-    "push": ("hfllm.hub", "push a stage folder to the Hugging Face Hub"),
-    "data": ("hfllm.dataprep", "clean and deduplicate a text corpus"),
+    "chat": ("hfllm.app.layout", "open the Gradio playground on trained models"),
+    "push": ("hfllm.hub.push", "push a stage folder to the Hugging Face Hub"),
+    "data": ("hfllm.data.clean", "clean and deduplicate a text corpus"),
 }
 
 

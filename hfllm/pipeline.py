@@ -34,7 +34,7 @@ from hfllm.errors import UserError
 
 STAGE_COMMANDS = ("clean", "tokenizer", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "rloo")
 # command -> (module, leading words of its argv); "clean" is `hfllm data clean`.
-MODULES = {"clean": ("hfllm.dataprep", ["clean"])}
+MODULES = {"clean": ("hfllm.data.clean", ["clean"])}
 
 
 @dataclass
@@ -161,7 +161,7 @@ def _wait_for_everyone() -> None:
 
 def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> None:
     """Each chat-capable stage's greedy answer to the same prompts, side by side."""
-    from hfllm.evaluate import generate_answers
+    from hfllm.scoring import generate_answers
     from hfllm.model import load_causal_lm, load_tokenizer
 
     chat_stages = [s for s in stages if s.command not in ("clean", "tokenizer", "reward")

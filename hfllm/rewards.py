@@ -17,7 +17,7 @@ import importlib
 import re
 from pathlib import Path
 
-from hfllm.builtin_data import answer_is_correct
+from hfllm.data.builtin import answer_is_correct
 from hfllm.errors import UserError
 
 
@@ -176,7 +176,7 @@ def check_weights(weights: list[float] | None, funcs: list) -> list[float]:
 
 def load_prompts(name: str, *, config: str | None = None, split: str = "train", limit: int | None = None):
     """A prompt dataset: a ``prompt`` column (text or messages) plus any extra columns (``answer``)."""
-    from hfllm import data
+    from hfllm.data import load as data
 
     ds = data.load(name, config=config, split=split)
     if "prompt" not in ds.column_names:

@@ -12,7 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 import pytest
 
 from conftest import run_cli
-from hfllm import app_handlers as h
+from hfllm.app import handlers as h
 from hfllm.errors import UserError
 
 PROMPT = "Once upon a time"
@@ -53,7 +53,7 @@ def free_port() -> int:
 
 def serve(models, reward, preference_file):
     """Launch the app on a free local port without blocking; returns (demo, url)."""
-    from hfllm.app import build_app
+    from hfllm.app.layout import build_app
 
     demo = build_app(models, reward, preference_file)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
@@ -98,7 +98,7 @@ def test_sampling_settings_are_capped_and_validated():
 def test_stop_button_events_are_per_session_and_tab():
     from types import SimpleNamespace
 
-    from hfllm.app import StopEvents
+    from hfllm.app.layout import StopEvents
 
     stops, me, other = StopEvents(), SimpleNamespace(session_hash="me"), SimpleNamespace(session_hash="other")
     mine, theirs = stops.start(me, "chat"), stops.start(other, "chat")

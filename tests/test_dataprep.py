@@ -10,9 +10,9 @@ import string
 import numpy as np
 import pytest
 
-from hfllm import dataprep, pii
+from hfllm.data import clean as dataprep, pii
 from hfllm.cli import main as cli
-from hfllm.dataprep import CleanArguments, normalize, quality_issue, shingle_hashes, signatures
+from hfllm.data.clean import CleanArguments, normalize, quality_issue, shingle_hashes, signatures
 from hfllm.errors import UserError
 
 RNG = random.Random(0)

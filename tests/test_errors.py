@@ -260,8 +260,8 @@ def work(tmp_path_factory) -> Path:
 def app_chat(work):
     """The Chat tab's handler, as Gradio calls it (through the app's error wrapper)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from hfllm import app_handlers as h
-    from hfllm.app import build_app
+    from hfllm.app import handlers as h
+    from hfllm.app.layout import build_app
 
     demo = build_app({"model": h.load_model(str(work / "model"))}, preference_file=work / "feedback.jsonl")
     return next(f.fn for f in demo.fns.values() if f.api_name == "chat")

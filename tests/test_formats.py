@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hfllm import data, formats
+from hfllm.data import formats, load as data
 from hfllm.errors import UserError
 
 

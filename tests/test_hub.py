@@ -124,8 +124,8 @@ def test_push_round_trips(hub_server, run_dir, tmp_path):  # noqa: F811
         from huggingface_hub import HfApi, hf_hub_download
         from peft import AutoPeftModelForCausalLM
         from transformers import AutoModelForCausalLM
-        from hfllm.hub import push_stage
-        from hfllm.app_handlers import find_models, load_model
+        from hfllm.hub.push import push_stage
+        from hfllm.app.handlers import find_models, load_model
         api = HfApi()
         names, _, _ = find_models(["tester/adapter"])  # what `hfllm chat tester/adapter` loads
         stage_url = push_stage(%r, None)  # what a stage calls with push_to_hub: true and no hub_model_id

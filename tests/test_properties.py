@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from hfllm import data, formats
+from hfllm.data import formats, load as data
 from hfllm.config import parse_args
 from hfllm.errors import UserError
 

@@ -44,7 +44,7 @@ def pickled(work, tmp_path):  # noqa: F811
 
 
 def test_pickle_only_folder_is_refused_and_never_unpickled(pickled, tmp_path, capsys):
-    from hfllm import app_handlers as h
+    from hfllm.app import handlers as h
 
     folder, marker = pickled
     proof = tmp_path / "proof"  # the payload is real: unpickled without weights_only, it runs

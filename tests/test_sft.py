@@ -16,8 +16,8 @@ def metrics(folder):
 
 
 def test_sft_teaches_the_question_answer_behaviour(tiny_sft, learned_pretrained):
-    from hfllm.builtin_data import build_part
-    from hfllm.evaluate import answer_accuracy
+    from hfllm.data.builtin import build_part
+    from hfllm.scoring import answer_accuracy
     from hfllm.model import load_causal_lm, load_tokenizer
 
     m = metrics(tiny_sft)
@@ -49,8 +49,8 @@ def test_lora_sft_learns_saves_reloads_and_merges(learned_pretrained, tmp_path):
                    "--output_dir", out) == 0
     m = metrics(out)
     assert m["use_peft"] and m["trainable_parameters"] < 0.5 * 1e6
-    from hfllm.builtin_data import build_part
-    from hfllm.evaluate import answer_accuracy
+    from hfllm.data.builtin import build_part
+    from hfllm.scoring import answer_accuracy
     from hfllm.model import load_causal_lm, load_tokenizer
 
     taught = build_part("sft")[:150]

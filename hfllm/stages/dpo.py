@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from transformers import set_seed
 from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
-from hfllm import formats, interrupt, run_folder
+from hfllm import run_folder
+from hfllm.data import formats
+from hfllm.stages import _frame as interrupt
 from hfllm.chat_template import end_of_turn_ids, ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
-from hfllm.evaluate import answer_accuracy, preference_accuracy
+from hfllm.scoring import answer_accuracy, preference_accuracy
 from hfllm.model import check_model_source, load_causal_lm, load_tokenizer, training_defaults
 
 
@@ -101,7 +103,7 @@ def main(argv: list[str]) -> int:
         }
         run_folder.write_metrics(dargs.output_dir, metrics, stage="dpo")
         if push:
-            from hfllm.hub import push_stage_from_args
+            from hfllm.hub.push import push_stage_from_args
 
             print(f"pushed to {push_stage_from_args(dargs)}")
         if before:

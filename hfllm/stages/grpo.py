@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from trl import GRPOConfig, GRPOTrainer
 
-from hfllm.group_rl import run
+from hfllm.stages.group_rl import run
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hfllm import data, interrupt, run_folder
+from hfllm import run_folder
+from hfllm.data import load as data
+from hfllm.stages import _frame as interrupt
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
 from hfllm.model import PRESETS, build_config, count_parameters, load_causal_lm, load_tokenizer, training_defaults
@@ -167,7 +169,7 @@ def main(argv: list[str]) -> int:
         }
         run_folder.write_metrics(targs.output_dir, metrics, stage="pretrain")
         if push:
-            from hfllm.hub import push_stage_from_args
+            from hfllm.hub.push import push_stage_from_args
 
             print(f"pushed to {push_stage_from_args(targs)}")
         print(f"\neval loss {metrics['initial_eval_loss']} -> {metrics['eval_loss']} "

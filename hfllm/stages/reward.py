@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from transformers import set_seed
 from trl import ModelConfig, RewardConfig, RewardTrainer, get_peft_config
 
-from hfllm import formats, interrupt, run_folder
+from hfllm import run_folder
+from hfllm.data import formats
+from hfllm.stages import _frame as interrupt
 from hfllm.chat_template import ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
@@ -87,7 +89,7 @@ def main(argv: list[str]) -> int:
         }
         run_folder.write_metrics(rargs.output_dir, metrics, stage="reward")
         if push:
-            from hfllm.hub import push_stage_from_args
+            from hfllm.hub.push import push_stage_from_args
 
             print(f"pushed to {push_stage_from_args(rargs)}")
         if final:

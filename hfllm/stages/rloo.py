@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from trl import RLOOConfig, RLOOTrainer
 
-from hfllm.group_rl import run
+from hfllm.stages.group_rl import run
 
 
 def main(argv: list[str]) -> int:

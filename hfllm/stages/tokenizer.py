@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 
-from hfllm import data, run_folder
+from hfllm import run_folder
+from hfllm.data import load as data
 from hfllm.chat_template import CHAT_TEMPLATE
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError

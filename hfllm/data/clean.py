@@ -14,7 +14,7 @@ file). Every document goes through, in order:
    (whitespace words), too_many_symbols / too_many_digits (share of non-space
    characters), repeated_lines (share of lines repeating an earlier line of the same
    document), language (only with --languages; needs ``pip install langdetect``);
-3. PII scrubbing (hfllm.pii): e-mails, phones, IP addresses and Luhn-valid card numbers
+3. PII scrubbing (hfllm.data.pii): e-mails, phones, IP addresses and Luhn-valid card numbers
    become <EMAIL>, <PHONE>, <IP_ADDRESS>, <CREDIT_CARD>;
 4. exact deduplication on a 128-bit hash of the cleaned text, then near-duplicates: MinHash
    signatures of word shingles (datasketch's affine32 scheme, computed with numpy for a
@@ -53,7 +53,7 @@ from typing import Literal
 
 import numpy as np
 
-from hfllm import pii
+from hfllm.data import pii
 from hfllm.config import parse_args
 from hfllm.errors import UserError
 

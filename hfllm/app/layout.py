@@ -8,7 +8,7 @@
 
 Votes in the Compare tab append preference pairs to a JSONL file that
 ``hfllm dpo --dataset_name runs/tiny/feedback.jsonl`` (or ``hfllm reward``) trains on.
-The logic lives in hfllm.app_handlers; this file is the layout and the wiring.
+The logic lives in hfllm.app.handlers; this file is the layout and the wiring.
 """
 
 import functools
@@ -22,7 +22,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from hfllm import app_handlers as h
+from hfllm.app import handlers as h
 from hfllm.errors import UserError
 from hfllm.generate import format_prompt, stream
 

@@ -1,7 +1,7 @@
 """Load datasets from local files, folders, the built-in default data, or the Hub.
 
 ``dataset_name`` may be:
-- ``builtin:<part>``: hfllm's generated default data (see hfllm.builtin_data);
+- ``builtin:<part>``: hfllm's generated default data (see hfllm.data.builtin);
 - a local file: .txt (one example per line), .jsonl/.json, .csv, .parquet;
 - a folder of such files (all with the same extension);
 - a Hub / ``datasets`` id such as ``roneneldan/TinyStories``.
@@ -62,7 +62,7 @@ def _reason(exc: BaseException, builder: str | None) -> str:
 def resolve(dataset_name: str) -> str:
     """Turn ``builtin:<part>`` into the path of its generated file; other names pass through."""
     if dataset_name.startswith("builtin:"):
-        from hfllm.builtin_data import builtin_path
+        from hfllm.data.builtin import builtin_path
 
         return str(builtin_path(dataset_name.split(":", 1)[1]))
     return dataset_name

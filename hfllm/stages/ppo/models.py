@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from hfllm import ppo_core as core
+from hfllm.stages.ppo import core
 from hfllm.model import adapter_base, is_adapter_folder
 
 

@@ -8,7 +8,7 @@
 
 What goes up is staged in a temporary folder first: the stage folder's files minus training
 leftovers (checkpoint-* folders, training_args.bin, optimizer states) and secret-looking files,
-plus a generated model card (README.md, see hfllm.model_card); the user's folder is never
+plus a generated model card (README.md, see hfllm.hub.card); the user's folder is never
 modified. An adapter must name a base that others can download: a local base path is replaced
 by ``--base_repo_id`` (push the base first), or by the hub_model_id its stage pushed itself to.
 The token comes from ``--token``, HF_TOKEN or ``hf auth login``; it is never printed or written.
@@ -33,7 +33,7 @@ import yaml
 from hfllm import run_folder
 from hfllm.config import SECRET_FIELDS, parse_args
 from hfllm.errors import UserError
-from hfllm.model_card import CardInfo, build_card, check_card, is_hub_id, lineage, read_args, short, source_of
+from hfllm.hub.card import CardInfo, build_card, check_card, is_hub_id, lineage, read_args, short, source_of
 
 RUN_DEFAULT_STAGES = ("ppo", "grpo", "rloo", "dpo", "sft", "pretrain")  # a run folder pushes one of these
 # Never uploaded (also upload_folder's ignore_patterns): training leftovers and secret-looking files.

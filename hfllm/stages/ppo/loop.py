@@ -27,14 +27,15 @@ from pathlib import Path
 import torch
 from trl import ModelConfig, get_peft_config
 
-from hfllm import ppo_core as core
-from hfllm import interrupt, run_folder
-from hfllm.ppo_models import PolicyAndValue, forward_logprobs, load_value_model, save_checkpoint, token_values
-from hfllm.builtin_data import answer_is_correct
+from hfllm.stages.ppo import core
+from hfllm import run_folder
+from hfllm.stages import _frame as interrupt
+from hfllm.stages.ppo.models import PolicyAndValue, forward_logprobs, load_value_model, save_checkpoint, token_values
+from hfllm.data.builtin import answer_is_correct
 from hfllm.chat_template import end_of_turn_ids, ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
-from hfllm.evaluate import answer_accuracy, generate_answers, prompt_messages
+from hfllm.scoring import answer_accuracy, generate_answers, prompt_messages
 from hfllm.model import load_causal_lm, load_tokenizer, training_defaults
 from hfllm.rewards import build_reward_funcs, check_weights, load_prompts
 

@@ -235,7 +235,7 @@ def best_of_n(model, tokenizer, reward, messages: list[dict], system: str | None
     """n seeded samples, scored by the reward model, best first; with a rule check when ``expected`` is set."""
     import pandas as pd
 
-    from hfllm.builtin_data import answer_is_correct
+    from hfllm.data.builtin import answer_is_correct
 
     for m in messages:
         check_length(m["content"])

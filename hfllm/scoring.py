@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from hfllm.builtin_data import answer_is_correct  # the one rule check, shared with RL rewards
+from hfllm.data.builtin import answer_is_correct  # the one rule check, shared with RL rewards
 
 
 def prompt_messages(row: dict) -> list[dict]:

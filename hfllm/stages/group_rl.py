@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 
-from hfllm import interrupt, run_folder
+from hfllm import run_folder
+from hfllm.stages import _frame as interrupt
 from hfllm.chat_template import end_of_turn_ids, ensure_chat_template
 from hfllm.config import parse_args, save_config
 from hfllm.errors import UserError
-from hfllm.evaluate import answer_accuracy
+from hfllm.scoring import answer_accuracy
 from hfllm.model import load_causal_lm, load_tokenizer, training_defaults
 from hfllm.rewards import build_reward_funcs, load_prompts
 
@@ -94,7 +95,7 @@ def run(argv: list[str], stage: str, config_cls, trainer_cls) -> int:
         }
         run_folder.write_metrics(cfg.output_dir, metrics, stage=stage)
         if push:
-            from hfllm.hub import push_stage_from_args
+            from hfllm.hub.push import push_stage_from_args
 
             print(f"pushed to {push_stage_from_args(cfg)}")
         if before:

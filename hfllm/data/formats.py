@@ -200,7 +200,7 @@ def load_train_eval(args, kind: str, seed: int):
     ``dataset_test_split`` of the same dataset, or ``eval_split_size`` rows held out
     of the training data. Returns (train, eval or None, format, rows dropped as empty).
     """
-    from hfllm import data
+    from hfllm.data import load as data
 
     fmt = getattr(args, "dataset_format", "auto")
 
