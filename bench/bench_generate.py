@@ -73,7 +73,7 @@ def run(quick: bool = False, work: Path | None = None, repeats: int = 5) -> dict
 
     from hfllm.app import handlers as h
     from hfllm.generate import GenerateArguments, generate, sampling_kwargs, stream
-    from hfllm.model import load_causal_lm
+    from hfllm.loading import load_causal_lm
 
     n_new, repeats = (16, 2) if quick else (128, repeats)
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:

@@ -86,7 +86,7 @@ def timed_rewards(phases: Phases, build):
 def ppo(policy: str, reward: str, steps: int, out: Path) -> dict:
     from transformers import GenerationMixin
 
-    from hfllm.stages import ppo as stage
+    from hfllm.stages.ppo import loop as stage
 
     phases = Phases()
 

@@ -79,8 +79,10 @@ def client(server):
 # --- handlers -----------------------------------------------------------------------------------
 
 def test_split_positionals():
+    from hfllm.app.launch import split_positionals
+
     argv = ["runs/a", "--port", "7861", "--share", "runs/b", "--auth=u:p", "--share", "false", "hub/model"]
-    sources, flags = h.split_positionals(argv, {"share"})
+    sources, flags = split_positionals(argv, {"share"})
     assert sources == ["runs/a", "runs/b", "hub/model"]
     assert flags == ["--port", "7861", "--share", "--auth=u:p", "--share", "false"]
 
@@ -169,11 +171,11 @@ def test_best_of_n_ranks_by_reward_and_checks_answers(lm, reward):
 def test_reward_score_reads_the_reward_models_own_template(reward):
     import torch
 
-    model, tok = reward
+    model, tok = reward.model, reward.tokenizer
     conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]
     ids = tok(tok.apply_chat_template(conversation, tokenize=False), return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
-        assert h.score(reward, conversation) == pytest.approx(float(model(**ids).logits[0, 0]))
+        assert reward([conversation[:1]], ["hello there"])[0] == pytest.approx(float(model(**ids).logits[0, 0]))
 
 
 def test_tokenizer_view(lm):

@@ -1,1 +1,1 @@
-"""The Gradio playground: the layout and launch (layout.py), its logic without Gradio (handlers.py)."""
+"""The Gradio playground: `hfllm chat` (launch.py), the layout (layout.py), its logic without Gradio (handlers.py)."""
