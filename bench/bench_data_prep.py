@@ -74,8 +74,8 @@ def child(corpus: str, tokenizer: str, num_proc: int | None) -> dict:
     import datasets  # noqa: F401  imports are not growth
     import transformers  # noqa: F401
 
-    from hfllm import data
-    from hfllm.model import load_tokenizer
+    from hfllm.data.load import load_dataset
+    from hfllm.loading import load_tokenizer
     from hfllm.stages.pretrain import PretrainArguments, prepare_data
 
     tok = load_tokenizer(tokenizer)
@@ -84,7 +84,7 @@ def child(corpus: str, tokenizer: str, num_proc: int | None) -> dict:
     rss_before, heap_before, sampler = peak_rss_mb(), HeapPeak.now(), HeapPeak()
     sampler.start()
     cpu, start = cpu_seconds(), time.perf_counter()
-    data.load(corpus)  # text -> Arrow, timed on its own; prepare_data then finds it cached
+    load_dataset(corpus)  # text -> Arrow, timed on its own; prepare_data then finds it cached
     loaded = time.perf_counter()
     train, held_out = prepare_data(args, tok, BLOCK_SIZE, seed=0)
     done = time.perf_counter()

@@ -6,7 +6,7 @@
 Each size runs in a fresh process (so peak RSS is that run's own): it writes a .jsonl
 corpus of random-word documents (150-250 words) with planted exact copies and
 near copies (2 words changed, Jaccard of 5-word shingles ~0.9), then runs
-``hfllm.dataprep.clean`` with PII scrubbing off. Columns:
+``hfllm.data.clean.clean`` with PII scrubbing off. Columns:
 
 - map s: normalise + filters + exact hash + MinHash signatures (datasets map, num_proc);
 - index s: the sequential pass through the MinHash LSH index (exact and near dedup);
@@ -92,7 +92,7 @@ def child(n: int, num_proc: int | None, dup_rate: float) -> dict:
     import datasets, datasketch, matplotlib.pyplot, xxhash  # noqa: F401, E401  imports are not growth
     from datasketch import MinHashLSH
 
-    from hfllm.dataprep import CleanArguments, clean
+    from hfllm.data.clean import CleanArguments, clean
 
     MinHashLSH(0.8, 128, weights=(0.05, 0.95))  # pulls in scipy too
     with tempfile.TemporaryDirectory() as tmp:

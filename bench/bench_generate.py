@@ -71,9 +71,9 @@ def timed_stream(pieces) -> tuple[float, float, str]:
 def run(quick: bool = False, work: Path | None = None, repeats: int = 5) -> dict:
     from transformers import AutoTokenizer
 
-    from hfllm import app_handlers as h
+    from hfllm.app import handlers as h
     from hfllm.generate import GenerateArguments, generate, sampling_kwargs, stream
-    from hfllm.model import load_causal_lm
+    from hfllm.loading import load_causal_lm
 
     n_new, repeats = (16, 2) if quick else (128, repeats)
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:

@@ -43,9 +43,9 @@ def packed_blocks(tokenizer, block: int, limit: int | None):
     """The built-in corpus, eos after each text, cut into block-token rows (what the baselines train on)."""
     import torch
 
-    from hfllm import data
+    from hfllm.data.load import load_dataset
 
-    texts = list(data.load("builtin:pretrain")["text"])[:limit]
+    texts = list(load_dataset("builtin:pretrain")["text"])[:limit]
     ids = [t for x in tokenizer(texts, add_special_tokens=False)["input_ids"] for t in x + [tokenizer.eos_token_id]]
     n = len(ids) // block * block
     return torch.tensor(ids[:n]).view(-1, block)

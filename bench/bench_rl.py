@@ -86,7 +86,7 @@ def timed_rewards(phases: Phases, build):
 def ppo(policy: str, reward: str, steps: int, out: Path) -> dict:
     from transformers import GenerationMixin
 
-    from hfllm.stages import ppo as stage
+    from hfllm.stages.ppo import loop as stage
 
     phases = Phases()
 
@@ -113,7 +113,7 @@ def grpo(policy: str, reward: str, steps: int, out: Path) -> dict:
     from transformers import GenerationMixin
     from trl import GRPOTrainer
 
-    from hfllm import group_rl
+    from hfllm.stages import group_rl
 
     phases = Phases()
 

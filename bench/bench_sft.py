@@ -83,13 +83,13 @@ def trl_sft(model_path: str, out: Path, steps: int, as_shipped: bool) -> tuple[f
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from hfllm import data
+    from hfllm.data.load import load_dataset
 
     cpu = {} if as_shipped else {"bf16": False, "gradient_checkpointing": False}
     config = SFTConfig(output_dir=str(out), per_device_train_batch_size=BATCH, max_length=MAX_LENGTH, max_steps=steps,
                        use_cpu=True, save_strategy="no", report_to="none", disable_tqdm=True, **cpu)
     model, tok = AutoModelForCausalLM.from_pretrained(model_path), AutoTokenizer.from_pretrained(model_path)
-    train = data.load("builtin:sft").remove_columns(["answer"])
+    train = load_dataset("builtin:sft").remove_columns(["answer"])
     with trainer_step_timer() as timer, batch_counter() as counts:
         SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tok).train()
     return rates(timer.times, counts)

@@ -149,7 +149,7 @@ def write_json(path: str | None, result: dict) -> None:
 
 def documents(seeds) -> list[str]:
     """Built-in pretraining documents of these generator seeds, whitespace collapsed to one line each."""
-    from hfllm.builtin_data import build_part
+    from hfllm.data.builtin import build_part
 
     return [" ".join(row["text"].split()) for seed in seeds for row in build_part("pretrain", seed)]
 

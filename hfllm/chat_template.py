@@ -28,11 +28,6 @@ def ensure_chat_template(tokenizer) -> bool:
     return True
 
 
-def supports_assistant_mask(tokenizer) -> bool:
-    """Whether the template marks assistant tokens ({% generation %}), as assistant_only_loss needs."""
-    return "{% generation %}" in (tokenizer.chat_template or "") or "{%- generation %}" in (tokenizer.chat_template or "")
-
-
 def end_of_turn_ids(tokenizer) -> list[int]:
     """Token ids that end an assistant turn under this template, plus eos: where generation must stop.
 
@@ -50,3 +45,13 @@ def end_of_turn_ids(tokenizer) -> list[int]:
             if token_id not in ids:
                 ids.append(token_id)
     return ids
+
+
+def set_stop_tokens(model, tokenizer, chat: bool = True) -> None:
+    """Write where generation stops into the model's generation_config (saved with it): for a chat model the
+    template's end-of-turn token(s) and eos, for a base model eos; pad always. The one place hfllm sets them."""
+    if chat:
+        model.generation_config.update(eos_token_id=end_of_turn_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    else:
+        model.generation_config.update(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                       bos_token_id=tokenizer.bos_token_id)

@@ -9,32 +9,24 @@ the traceback). Run any training command on many processes with::
 
 from __future__ import annotations
 
-import errno
 import importlib
 import importlib.util
 import os
 import sys
-from pathlib import Path
 
-from hfllm.errors import UserError
+from hfllm.errors import UserError, system_error
+from hfllm.stages import STAGES
 
-# command -> (module, one-line help). Modules are imported lazily so that
-# `hfllm --help` answers at once and a broken optional extra breaks one command only.
+# command -> (module, one-line help): the stages (hfllm.stages.STAGES), then the tools. Modules are
+# imported lazily so that `hfllm --help` answers at once and a broken optional extra breaks one command only.
 COMMANDS = {
-    "tokenizer": ("hfllm.stages.tokenizer", "train a byte-level BPE tokenizer"),
-    "pretrain": ("hfllm.stages.pretrain", "pretrain a decoder-only model built from a config"),
-    "sft": ("hfllm.stages.sft", "supervised fine-tuning (full or LoRA) with trl.SFTTrainer"),
-    "reward": ("hfllm.stages.reward", "train a reward model on preference pairs"),
-    "dpo": ("hfllm.stages.dpo", "direct preference optimisation with trl.DPOTrainer"),
-    "ppo": ("hfllm.stages.ppo", "PPO with a reward model or rule rewards"),
-    "grpo": ("hfllm.stages.grpo", "GRPO with trl.GRPOTrainer"),
-    "rloo": ("hfllm.stages.rloo", "RLOO with trl.RLOOTrainer"),
-    "merge": ("hfllm.merge", "merge a LoRA adapter into its base model"),
+    **{s.name: (s.module, s.help) for s in STAGES.values() if not s.argv},
+    "merge": ("hfllm.stages.merge", "merge a LoRA adapter into its base model"),
     "generate": ("hfllm.generate", "sample text from a model"),
     "run": ("hfllm.pipeline", "run a pipeline of stages from one YAML file"),
-    "chat": ("hfllm.app", "open the Gradio playground on trained models"),
-    "push": ("hfllm.hub", "push a stage folder to the Hugging Face Hub"),
-    "data": ("hfllm.dataprep", "clean and deduplicate a text corpus"),
+    "chat": ("hfllm.app.launch", "open the Gradio playground on trained models"),
+    "push": ("hfllm.hub.push", "push a stage folder to the Hugging Face Hub"),
+    "data": ("hfllm.data.clean", STAGES["clean"].help),
 }
 
 
@@ -115,40 +107,6 @@ def _close_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-# Rust writers (safetensors, tokenizers, Arrow) report a full disk in their own exception types.
-DISK_FULL_TEXT = ("No space left on device", "os error 28", "StorageFull", "Disk quota exceeded", "os error 122")
-
-
-def _mount_point(path: str | os.PathLike) -> str:
-    p = Path(os.path.abspath(path))
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    while not os.path.ismount(p) and p != p.parent:
-        p = p.parent
-    return str(p)
-
-
-def system_error(exc: BaseException) -> str | None:
-    """One line for a full, read-only or forbidden disk, found anywhere in the exception's chain; else None."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        code = exc.errno if isinstance(exc, OSError) else None
-        filename = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
-        where = f" while writing {filename}" if filename else ""
-        if code in DISK_FULL or any(t in str(exc) for t in DISK_FULL_TEXT):
-            disk = f" mounted at {_mount_point(filename or '.')}"
-            return (f"no space left on the disk{disk}{where}: free some space there or choose an --output_dir on "
-                    "another disk, then run again (the output was not marked complete)")
-        if code == errno.EROFS:
-            return f"the disk mounted at {_mount_point(filename or '.')} is read-only{where}; choose another --output_dir"
-        if code in (errno.EACCES, errno.EPERM) and filename:
-            return f"permission denied: {filename}; check its permissions or choose another path"
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 if __name__ == "__main__":

@@ -19,13 +19,14 @@ import difflib
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 from transformers import HfArgumentParser
 
-from hfllm.errors import UserError
+from hfllm.errors import UserError, first_line
 
 
 class _Parser(HfArgumentParser):
@@ -52,17 +53,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path} is not a text file (not UTF-8); a config is a YAML file of 'key: value' lines") \
             from None
     except (ValueError, OverflowError, RecursionError) as exc:  # e.g. a date that does not exist, deep nesting
-        raise UserError(f"{path} could not be read as YAML: {_first_line(exc)}") from None
+        raise UserError(f"{path} could not be read as YAML: {first_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path} must be a mapping of 'key: value' lines, not a {type(data).__name__}")
     return data
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _closest(name: str, known: Sequence[str]) -> str:
@@ -121,6 +117,7 @@ def parse_args(
     parser = _Parser(list(dataclass_types), prog=prog, allow_abbrev=False)
     actions = {a.dest: a for a in parser._actions if a.dest != "help"}
     known = sorted(actions)
+    old_to_new = old_names(parser)
 
     if "-h" in argv or "--help" in argv:
         parser.print_help()
@@ -132,6 +129,9 @@ def parse_args(
         entries.update(load_yaml(config_path))
         source = config_path
 
+    for old in [k for k in entries if k in old_to_new]:
+        _deprecated(prog, f"'{old}' in {source}", f"'{old_to_new[old]}'")
+        entries[old_to_new[old]] = entries.pop(old)
     yaml_argv: list[str] = []
     for key, value in entries.items():
         if key not in actions:
@@ -147,6 +147,9 @@ def parse_args(
             dest = name.replace("-", "_")
             if dest.startswith("no_") and dest[3:] in actions and dest not in actions:
                 dest = dest[3:]
+            if dest in old_to_new:
+                _deprecated(prog, f"--{name}", f"--{old_to_new[dest]}")
+                dest = old_to_new[dest]
             if dest not in actions:
                 raise UserError(f"unknown option '--{name}'{_closest(dest, known)} (see '{prog} --help')")
             explicit.add(dest)
@@ -174,34 +177,32 @@ def parse_args(
         except Exception as exc:  # noqa: BLE001
             # The libraries validate combinations in __post_init__ (ValueError, TypeError, a missing
             # optional package...): all of it is about the values given; keep their words.
-            raise UserError(f"invalid {dtype.__name__}: {_first_line(exc)}") from None
+            raise UserError(f"invalid {dtype.__name__}: {first_line(exc)}") from None
         check_ranges(outputs[-1])
-    _take_secrets(outputs)
     return outputs, explicit
 
 
-# The Trainer pickles its arguments into training_args.bin, in the output folder and every
-# checkpoint: a token left in them would sit in the run folder. It is kept here instead, for
-# hfllm.hub to push with at the end of the stage (the Trainer itself never pushes).
-PICKLED_SECRETS = ("hub_token",)
-_secrets: dict[str, str] = {}
+def old_names(parser: HfArgumentParser) -> dict[str, str]:
+    """Old spellings of renamed options (a field's ``aliases`` metadata) -> the field they now set."""
+    out = {}
+    for action in parser._actions:
+        for option in action.option_strings:
+            name = option.lstrip("-").replace("-", "_")
+            if option.startswith("--") and name not in (action.dest, f"no_{action.dest}"):
+                out[name] = action.dest
+    return out
 
 
-def _take_secrets(objects: Sequence[Any]) -> None:
-    for name in PICKLED_SECRETS:
-        holders = [obj for obj in objects if hasattr(obj, name)]
-        if holders:
-            _secrets.pop(name, None)  # each command's own, never an earlier command's
-        for obj in holders:
-            value = getattr(obj, name)
-            if value:
-                _secrets[name] = value
-                setattr(obj, name, None)
+def _deprecated(prog: str, old: str, new: str) -> None:
+    from hfllm.run_folder import is_main_process
+
+    if is_main_process():  # one note per run, not one per process
+        print(f"{prog}: note: {old} is deprecated; use {new}", file=sys.stderr, flush=True)
 
 
-def secret(name: str) -> str | None:
-    """A token taken out of the parsed arguments (see PICKLED_SECRETS)."""
-    return _secrets.get(name)
+def renamed(*old: str, help: str) -> dict:
+    """Field metadata for an option that TRL's name replaced: the old spellings still work, with a note."""
+    return {"help": help, "aliases": [f"--{name}" for name in old]}
 
 
 # Sizes and rates that only make sense in a range, checked on any dataclass that has them: a zero

@@ -1,7 +1,9 @@
 """Sample from a model: greedy, multinomial, top-k, top-p, min-p, temperature, beam search.
+The one place hfllm generates text: ``generate`` (one prompt), ``stream`` (its pieces as they come),
+``generate_answers`` (many conversations, batched), ``next_token_distribution`` (the app's lab).
 
-    hfllm generate --model runs/tiny/pretrain --prompt "Once upon a time"
-    hfllm generate --model runs/tiny/sft --chat --prompt "What is 3 + 4?" --temperature 0.7 --top_p 0.9
+    hfllm generate --model_name_or_path runs/tiny/pretrain --prompt "Once upon a time"
+    hfllm generate --model_name_or_path runs/tiny/sft --chat --prompt "What is 3 + 4?" --temperature 0.7 --top_p 0.9
 
 Greedy decoding is the default; setting temperature, top_k, top_p or min_p turns
 sampling on (unless --do_sample false). The decoding rules are transformers'
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hfllm.config import parse_args
+from hfllm.config import parse_args, renamed
 from hfllm.errors import UserError
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p")
@@ -25,9 +27,10 @@ SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p")
 
 @dataclass
 class GenerateArguments:
-    model: str | None = field(default=None, metadata={"help": "stage folder, HF folder, adapter or Hub id"})
-    model_name_or_path: str | None = field(default=None, metadata={"help": "alias of --model"})
-    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)"})
+    model_name_or_path: str | None = field(default=None, metadata=renamed(
+        "model", help="stage folder, HF folder, adapter or Hub id"))
+    model_revision: str | None = field(default=None, metadata=renamed(
+        "revision", help="Hub revision (branch, tag or commit)"))
     prompt: list[str] = field(default_factory=list, metadata={"help": "one or more prompts"})
     chat: bool = field(default=False, metadata={"help": "wrap the prompt as a user turn of the chat template"})
     system_prompt: str | None = field(default=None, metadata={"help": "system message when --chat"})
@@ -83,9 +86,10 @@ def format_prompt(tokenizer, prompt: str | list[dict], chat: bool, system_prompt
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def encode(model, tokenizer, text: str, max_new_tokens: int):
-    """Tokenize a prompt, refusing one that does not leave room for the answer in the context."""
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+def encode(model, tokenizer, text: str, max_new_tokens: int, add_special_tokens: bool = False):
+    """Tokenize a prompt, refusing one that does not leave room for the answer in the context. A chat
+    template writes its own special tokens, so none are added unless asked (plain text to a base model)."""
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=add_special_tokens).to(model.device)
     context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     length = inputs["input_ids"].shape[1]
     if length == 0:
@@ -101,9 +105,10 @@ def _stop_ids(model, tokenizer):
     return model.generation_config.eos_token_id or tokenizer.eos_token_id
 
 
-def generate(model, tokenizer, text: str, gen_kwargs: dict, seed: int | None = None) -> list[str]:
+def generate(model, tokenizer, text: str, gen_kwargs: dict, seed: int | None = None,
+             add_special_tokens: bool = False) -> list[str]:
     """All completions (new text only) for one prompt."""
-    inputs = encode(model, tokenizer, text, gen_kwargs["max_new_tokens"])
+    inputs = encode(model, tokenizer, text, gen_kwargs["max_new_tokens"], add_special_tokens)
     if seed is not None:
         torch.manual_seed(seed)
     with torch.no_grad():
@@ -154,6 +159,28 @@ def _stream(model, tokenizer, inputs, gen_kwargs, seed, stop_event):
         raise errors[0]
 
 
+@torch.no_grad()
+def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 32,
+                     batch_size: int = 32, **sampling) -> list[str]:
+    """Answers to many conversations (new text only), batched with left padding: greedy unless ``sampling``
+    (``do_sample=True, temperature=...``) says otherwise. Stops where the model's generation_config says."""
+    was_training = model.training
+    model.eval()
+    answers: list[str] = []
+    try:
+        for i in range(0, len(conversations), batch_size):
+            texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                     for c in conversations[i:i + batch_size]]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
+                              add_special_tokens=False).to(model.device)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, **{"do_sample": False, **sampling},
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=_stop_ids(model, tokenizer))
+            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        model.train(was_training)
+    return answers
+
+
 def next_token_distribution(model, tokenizer, text: str, temperature: float = 1.0, top_k: int | None = None,
                             top_p: float | None = None, min_p: float | None = None, top_n: int = 20):
     """The next token's probabilities before and after temperature/top-k/top-p/min-p.
@@ -185,18 +212,17 @@ def next_token_distribution(model, tokenizer, text: str, temperature: float = 1.
 
 def main(argv: list[str]) -> int:
     (args,), explicit = parse_args([GenerateArguments], argv, prog="hfllm generate")
-    name = args.model or args.model_name_or_path
+    name = args.model_name_or_path
     if not name:
-        raise UserError("which model? set --model (a stage folder, an HF folder or a Hub id)")
+        raise UserError("which model? set --model_name_or_path (a stage folder, an HF folder or a Hub id)")
     if not args.prompt:
         raise UserError("no prompt: pass --prompt 'some text'")
     gen_kwargs = sampling_kwargs(args, explicit)
-    from hfllm.model import check_model_source, check_safe_weights, load_causal_lm, load_tokenizer
+    from hfllm.loading import load_causal_lm, load_tokenizer
 
-    check_model_source(name)  # a typo, a pickle-only folder: refused before anything loads
-    check_safe_weights(name)
-    tokenizer = load_tokenizer(name, revision=args.revision, trust_remote_code=args.trust_remote_code)
-    model = load_causal_lm(name, revision=args.revision, trust_remote_code=args.trust_remote_code).eval()
+    # The model first: a typo or a pickle-only folder is refused before anything loads.
+    model = load_causal_lm(name, revision=args.model_revision, trust_remote_code=args.trust_remote_code).eval()
+    tokenizer = load_tokenizer(name, revision=args.model_revision, trust_remote_code=args.trust_remote_code)
     for prompt in args.prompt:
         text = format_prompt(tokenizer, prompt, args.chat, args.system_prompt)
         if args.stream and gen_kwargs["num_return_sequences"] == 1 and gen_kwargs["num_beams"] == 1:

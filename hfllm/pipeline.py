@@ -31,10 +31,7 @@ from pathlib import Path
 from hfllm import run_folder
 from hfllm.config import load_yaml, parse_args
 from hfllm.errors import UserError
-
-STAGE_COMMANDS = ("clean", "tokenizer", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "rloo")
-# command -> (module, leading words of its argv); "clean" is `hfllm data clean`.
-MODULES = {"clean": ("hfllm.dataprep", ["clean"])}
+from hfllm.stages import STAGES
 
 
 @dataclass
@@ -89,9 +86,9 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
             raise UserError(f"{path}: stage '{item['name']}' has unknown key '{sorted(extra)[0]}' "
                             "(use name, command, config, args)")
         command = item.get("command", item["name"])
-        if command not in STAGE_COMMANDS:
+        if command not in STAGES:
             raise UserError(f"{path}: stage '{item['name']}' has unknown command '{command}'; "
-                            f"choose one of {', '.join(STAGE_COMMANDS)}")
+                            f"choose one of {', '.join(STAGES)}")
         config = item.get("config")
         if config and not Path(config).is_file() and (base / Path(config).name).is_file():
             config = str(base / Path(config).name)  # a config next to the pipeline file
@@ -133,10 +130,9 @@ def main(argv: list[str]) -> int:
             continue
         say(f"\n== {stage.name}: hfllm {stage.command} {' '.join(stage_argv)}", flush=True)
         start = time.perf_counter()
-        module_name, lead = MODULES.get(stage.command, (f"hfllm.stages.{stage.command}", []))
-        module = importlib.import_module(module_name)
+        spec = STAGES[stage.command]
         try:
-            module.main(lead + stage_argv)
+            importlib.import_module(spec.module).main([*spec.argv, *stage_argv])
         except UserError as exc:
             raise UserError(f"stage '{stage.name}' failed: {exc}") from None
         _wait_for_everyone()
@@ -161,10 +157,10 @@ def _wait_for_everyone() -> None:
 
 def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> None:
     """Each chat-capable stage's greedy answer to the same prompts, side by side."""
-    from hfllm.evaluate import generate_answers
-    from hfllm.model import load_causal_lm, load_tokenizer
+    from hfllm.generate import generate_answers
+    from hfllm.loading import load_causal_lm, load_tokenizer
 
-    chat_stages = [s for s in stages if s.command not in ("clean", "tokenizer", "reward")
+    chat_stages = [s for s in stages if STAGES[s.command].output == "model"
                    and run_folder.is_complete(Path(run_dir) / s.name)]
     answers = {}
     for stage in chat_stages:

@@ -9,15 +9,15 @@ strings or ``[{"role": "assistant", "content": ...}]``; ``kwargs`` carry the
 dataset's other columns, e.g. ``answer``. Pass them by name (``--reward_funcs
 exact_answer format_sentence``) or as an import path (``mypkg.rewards:my_reward``).
 A reward model folder becomes a reward function with ``RewardModelScorer``.
+Prompts for RL come from ``load_prompts``.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
-from hfllm.builtin_data import answer_is_correct
+from hfllm.data.builtin import answer_is_correct
 from hfllm.errors import UserError
 
 
@@ -107,30 +107,34 @@ def resolve_reward_funcs(names: list[str]) -> list:
 
 
 class RewardModelScorer:
-    """A reward model (AutoModelForSequenceClassification, one output) as a reward function.
+    """A reward model (a sequence classifier with one output) as a reward function: the one scorer in
+    hfllm, used by PPO, GRPO/RLOO and the app's best-of-N.
 
     The conversation is rendered with the REWARD model's own tokenizer and chat template
-    and re-tokenised, so a policy with another tokenizer can be scored.
+    and re-tokenised, so a policy with another tokenizer can be scored. Loaded through
+    hfllm.loading: safetensors only, remote code only when asked.
     """
 
-    def __init__(self, path: str, device=None, dtype=None, batch_size: int = 32):
+    def __init__(self, path: str, device=None, dtype="float32", batch_size: int = 32, trust_remote_code: bool = False):
         import torch
-        from transformers import AutoModelForSequenceClassification
 
         from hfllm.chat_template import ensure_chat_template
-        from hfllm.model import check_model_source, load_tokenizer
+        from hfllm.loading import check_model_source, is_adapter_folder, load_sequence_classifier, load_tokenizer
 
         check_model_source(path, "reward model")
         self.__name__ = "reward_model"  # TRL logs reward functions by name
         self.path, self.batch_size = str(path), batch_size
-        self.tokenizer = load_tokenizer(path)
+        self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
         ensure_chat_template(self.tokenizer)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            str(Path(path).expanduser()) if Path(path).expanduser().exists() else path,
-            num_labels=1, dtype=dtype or torch.float32).to(self.device).eval()
+        # A folder keeps its head (and must have one output); a LoRA reward adapter's head has one output.
+        self.model = load_sequence_classifier(path, num_labels=1 if is_adapter_folder(path) else None, dtype=dtype,
+                                              trust_remote_code=trust_remote_code, merge_adapter=True)
+        if self.model.config.num_labels != 1:
+            raise UserError(f"{path} is a classifier with {self.model.config.num_labels} labels, not a reward model "
+                            "(one score per conversation); train one with 'hfllm reward'")
+        self.model.to(self.device).eval().requires_grad_(False)
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.requires_grad_(False)
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
         import torch
@@ -141,23 +145,22 @@ class RewardModelScorer:
             messages.append({"role": "assistant", "content": completion_text(completion)})
             texts.append(self.tokenizer.apply_chat_template(messages, tokenize=False))
         scores: list[float] = []
-        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "right"
-        try:
-            with torch.no_grad():
-                for i in range(0, len(texts), self.batch_size):
-                    batch = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                                           add_special_tokens=False, truncation=True,
-                                           max_length=getattr(self.model.config, "max_position_embeddings", None))
-                    logits = self.model(**batch.to(self.device)).logits
-                    scores += logits[:, 0].float().tolist()
-        finally:
-            self.tokenizer.padding_side = side
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                # Right padding: the score is read at the last real token.
+                batch = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
+                                       padding_side="right", add_special_tokens=False, truncation=True,
+                                       max_length=getattr(self.model.config, "max_position_embeddings", None))
+                logits = self.model(**batch.to(self.device)).logits
+                scores += logits[:, 0].float().tolist()
         return scores
 
 
-def build_reward_funcs(names: list[str] | None, reward_model: str | None, device=None) -> list:
+def build_reward_funcs(names: list[str] | None, reward_model: str | None, device=None,
+                       trust_remote_code: bool = False) -> list:
     """The reward model (first, when given) and the named rule rewards."""
-    funcs = [RewardModelScorer(reward_model, device=device)] if reward_model else []
+    funcs = [RewardModelScorer(reward_model, device=device, trust_remote_code=trust_remote_code)] \
+        if reward_model else []
     funcs += resolve_reward_funcs(list(names or []))
     if not funcs:
         raise UserError("no reward: set --reward_model_name_or_path and/or --reward_funcs "
@@ -174,21 +177,24 @@ def check_weights(weights: list[float] | None, funcs: list) -> list[float]:
     return [float(w) for w in weights]
 
 
-def load_prompts(name: str, *, config: str | None = None, split: str = "train", limit: int | None = None):
-    """A prompt dataset: a ``prompt`` column (text or messages) plus any extra columns (``answer``)."""
-    from hfllm import data
+def load_prompts(args, limit_eval: int | None = None):
+    """(training prompts, held-out rows) from a stage's script arguments: a ``prompt`` column (text or
+    messages) plus any extra columns (``answer``); held-out rows only when ``limit_eval`` is not 0."""
+    from hfllm.data.load import first_rows, load_dataset
 
-    ds = data.load(name, config=config, split=split)
-    if "prompt" not in ds.column_names:
-        if "messages" in ds.column_names:  # conversations: everything before the last answer is the prompt
+    def prompts(name, split, config, limit):
+        ds = first_rows(load_dataset(name, config=config, split=split), limit)
+        if "prompt" not in ds.column_names:
+            if "messages" not in ds.column_names:
+                raise UserError(f"dataset '{name}' has no 'prompt' column (it has {', '.join(ds.column_names)}); "
+                                "RL needs prompts as text or a list of messages")
+            # Conversations: everything before the last answer is the prompt.
             ds = ds.map(lambda r: {"prompt": r["messages"][:-1]}, remove_columns=["messages"])
-        else:
-            raise UserError(f"dataset '{name}' has no 'prompt' column (it has {', '.join(ds.column_names)}); "
-                            "RL needs prompts as text or a list of messages")
-    if limit:
-        ds = ds.select(range(min(limit, len(ds))))
-    if isinstance(ds[0]["prompt"], str):
-        ds = ds.map(lambda r: {"prompt": [{"role": "user", "content": r["prompt"]}]})
-    if not len(ds):
-        raise UserError(f"dataset '{name}' has no prompts")
-    return ds
+        if isinstance(ds[0]["prompt"], str):
+            ds = ds.map(lambda r: {"prompt": [{"role": "user", "content": r["prompt"]}]})
+        return ds
+
+    train = prompts(args.dataset_name, args.dataset_train_split, args.dataset_config, args.max_train_samples)
+    source = args.eval_source()
+    held_out = list(prompts(*source, limit_eval)) if source and limit_eval != 0 else []
+    return train, held_out

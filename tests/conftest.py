@@ -7,7 +7,9 @@ run to seconds on 2 CPU cores.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -21,11 +23,35 @@ TINY_MODEL_FLAGS = ["--hidden_size", "64", "--num_hidden_layers", "2", "--num_at
 QUIET = ["--disable_tqdm", "true", "--report_to", "none"]
 
 
+def metrics(folder) -> dict:
+    """A stage folder's metrics.json."""
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
 def run_cli(*argv) -> int:
     """Run `hfllm ...` in-process, as a user would from the shell."""
     from hfllm.cli import main
 
     return main([str(a) for a in argv])
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Records (class name, keyword arguments) of every AutoModelForCausalLM / AutoTokenizer from_pretrained."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hfllm import loading
+
+    calls = []
+    for cls in (AutoModelForCausalLM, AutoTokenizer):
+        original = cls.from_pretrained.__func__
+
+        def recording(klass, name, *args, _original=original, _cls=cls, **kwargs):
+            calls.append((_cls.__name__, kwargs))
+            return _original(klass, name, *args, **kwargs)
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(recording))
+    monkeypatch.setattr(loading, "_warned_remote", set())  # warnings are once per process and repo
+    return calls
 
 
 @pytest.fixture(scope="session", autouse=True)

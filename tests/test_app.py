@@ -12,7 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 import pytest
 
 from conftest import run_cli
-from hfllm import app_handlers as h
+from hfllm.app import handlers as h
 from hfllm.errors import UserError
 
 PROMPT = "Once upon a time"
@@ -53,7 +53,7 @@ def free_port() -> int:
 
 def serve(models, reward, preference_file):
     """Launch the app on a free local port without blocking; returns (demo, url)."""
-    from hfllm.app import build_app
+    from hfllm.app.layout import build_app
 
     demo = build_app(models, reward, preference_file)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
@@ -79,8 +79,10 @@ def client(server):
 # --- handlers -----------------------------------------------------------------------------------
 
 def test_split_positionals():
+    from hfllm.app.launch import split_positionals
+
     argv = ["runs/a", "--port", "7861", "--share", "runs/b", "--auth=u:p", "--share", "false", "hub/model"]
-    sources, flags = h.split_positionals(argv, {"share"})
+    sources, flags = split_positionals(argv, {"share"})
     assert sources == ["runs/a", "runs/b", "hub/model"]
     assert flags == ["--port", "7861", "--share", "--auth=u:p", "--share", "false"]
 
@@ -98,7 +100,7 @@ def test_sampling_settings_are_capped_and_validated():
 def test_stop_button_events_are_per_session_and_tab():
     from types import SimpleNamespace
 
-    from hfllm.app import StopEvents
+    from hfllm.app.layout import StopEvents
 
     stops, me, other = StopEvents(), SimpleNamespace(session_hash="me"), SimpleNamespace(session_hash="other")
     mine, theirs = stops.start(me, "chat"), stops.start(other, "chat")
@@ -169,11 +171,11 @@ def test_best_of_n_ranks_by_reward_and_checks_answers(lm, reward):
 def test_reward_score_reads_the_reward_models_own_template(reward):
     import torch
 
-    model, tok = reward
+    model, tok = reward.model, reward.tokenizer
     conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]
     ids = tok(tok.apply_chat_template(conversation, tokenize=False), return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
-        assert h.score(reward, conversation) == pytest.approx(float(model(**ids).logits[0, 0]))
+        assert reward([conversation[:1]], ["hello there"])[0] == pytest.approx(float(model(**ids).logits[0, 0]))
 
 
 def test_tokenizer_view(lm):

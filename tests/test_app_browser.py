@@ -14,7 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest
 
-from hfllm import app_handlers as h
+from hfllm.app import handlers as h
 from test_app import serve
 
 CHROMIUM = "/usr/bin/chromium"

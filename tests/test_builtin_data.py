@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hfllm.builtin_data import (ARITHMETIC, PARTS, PREFIXES, RUDE, TEMPLATES, _questions, _reply, _say, answer_is_correct, build_part,
+from hfllm.data.builtin import (ARITHMETIC, PARTS, PREFIXES, RUDE, TEMPLATES, _questions, _reply, _say, answer_is_correct, build_part,
                                 builtin_path, split_facts)
 from hfllm.errors import UserError
 

@@ -97,14 +97,41 @@ def test_cli_unknown_command_and_help():
 
 
 def test_the_hub_token_is_kept_out_of_the_pickled_arguments(tmp_path):
-    """The Trainer pickles its arguments into training_args.bin (output folder and checkpoints)."""
+    """The Trainer pickles its arguments into training_args.bin (output folder and checkpoints): the stage
+    frame takes the token (and the push flag) off them and keeps them on the run, for the push at its end."""
     import torch
 
-    from hfllm.config import secret
+    from hfllm.stages._frame import Run
+    from hfllm.stages.pretrain import PretrainArguments
 
-    (targs,), _ = parse_args([TrainingArguments], ["--hub_token", "hf_secret_value", "--output_dir", "o"])
-    torch.save(targs, tmp_path / "training_args.bin")
-    assert targs.hub_token is None and b"hf_secret_value" not in (tmp_path / "training_args.bin").read_bytes()
-    assert secret("hub_token") == "hf_secret_value"  # what the stage pushes with at its end
-    parse_args([TrainingArguments], ["--output_dir", "o"])
-    assert secret("hub_token") is None  # never carried over to the next command
+    argv = ["--hub_token", "hf_secret_value", "--push_to_hub", "true", "--output_dir", str(tmp_path / "o")]
+    run = Run.start("pretrain", argv, [PretrainArguments, TrainingArguments])
+    torch.save(run.config, tmp_path / "training_args.bin")
+    assert run.config.hub_token is None and b"hf_secret_value" not in (tmp_path / "training_args.bin").read_bytes()
+    assert run.hub_token == "hf_secret_value" and run.push and not run.config.push_to_hub  # pushed by hfllm, once
+    again = Run.start("pretrain", ["--output_dir", str(tmp_path / "o")], [PretrainArguments, TrainingArguments])
+    assert again.hub_token is None and not again.push  # never carried over to the next command
+
+
+@pytest.mark.parametrize("module, cls, old, new", [
+    ("hfllm.generate", "GenerateArguments", "model", "model_name_or_path"),
+    ("hfllm.generate", "GenerateArguments", "revision", "model_revision"),
+    ("hfllm.app.launch", "ChatArguments", "reward_model", "reward_model_name_or_path"),
+    ("hfllm.stages.merge", "MergeArguments", "adapter", "model_name_or_path"),
+    ("hfllm.hub.push", "PushArguments", "folder", "model_name_or_path"),
+    ("hfllm.data.clean", "CleanArguments", "max_samples", "max_train_samples"),
+])
+def test_old_spellings_still_work_with_a_one_line_note(tmp_path, capsys, module, cls, old, new):
+    """Flags renamed to TRL's names: the old one, on the command line or in a config file, sets the new field."""
+    import importlib
+
+    dtype = getattr(importlib.import_module(module), cls)
+    value = "7" if "samples" in new else "some/where"
+    (parsed,), explicit = parse_args([dtype], [f"--{old}", value], prog="hfllm x")
+    assert str(getattr(parsed, new)) == value and new in explicit
+    assert capsys.readouterr().err.splitlines() == [f"hfllm x: note: --{old} is deprecated; use --{new}"]
+    (tmp_path / "c.yaml").write_text(f"{old}: {value}\n")
+    (parsed,), _ = parse_args([dtype], ["--config", str(tmp_path / "c.yaml")], prog="hfllm x")
+    assert str(getattr(parsed, new)) == value
+    assert capsys.readouterr().err.splitlines() == [f"hfllm x: note: '{old}' in {tmp_path / 'c.yaml'} is deprecated; "
+                                                   f"use '{new}'"]

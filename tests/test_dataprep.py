@@ -10,9 +10,10 @@ import string
 import numpy as np
 import pytest
 
-from hfllm import dataprep, pii
+from hfllm.data import clean as dataprep, pii
 from hfllm.cli import main as cli
-from hfllm.dataprep import CleanArguments, normalize, quality_issue, shingle_hashes, signatures
+from hfllm.data.clean import CleanArguments, normalize, quality_issue
+from hfllm.data.dedup import permutations, shingle_hashes, signatures
 from hfllm.errors import UserError
 
 RNG = random.Random(0)
@@ -172,8 +173,8 @@ def test_refuses_to_overwrite_then_overwrites(tmp_path, capsys):
     (["--dataset_name", "{data}", "--text_unit", "sentence"], "text.unit: invalid choice: 'sentence'"),
     (["--dataset_name", "{data}", "--pii_kinds", "email", "passport"], "pii_kinds must be among"),
     (["--dataset_name", "{data}", "--dataset_text_field", "body"], "has no column 'body' .*set --dataset_text_field"),
-    (["--dataset_name", "{empty}"], "holds no documents"),
-    (["--dataset_name", "{bad}"], "could not read .*bad.jsonl as json: JSON parse error"),
+    (["--dataset_name", "{empty}"], "dataset file .*empty.jsonl is empty"),
+    (["--dataset_name", "{bad}"], "could not read dataset '.*bad.jsonl': JSON parse error"),
     (["--dataset_name", "{data}", "--min_words", "10000"], "every document .* was removed"),
     (["--dataset_name", "{data}", "--output_dir", "{tmp}", "--overwrite"], "and the input .* overlap"),
     (["--near_dup_treshold", "0.5"], "did you mean 'near_dup_threshold'"),
@@ -244,7 +245,7 @@ def test_signatures_match_datasketch():
 
     args = CleanArguments()
     texts = [DISTINCT[0], "short text", "", NEAR[0]]
-    sig = signatures(texts, 5, dataprep._permutations(args))
+    sig = signatures(texts, 5, permutations(args.num_perm, args.seed))
     for text, row in zip(texts, sig):
         reference = MinHash(num_perm=args.num_perm, seed=args.seed, scheme="affine32", hashfunc=int)
         reference.update_batch(shingle_hashes(text, 5).tolist())

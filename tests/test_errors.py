@@ -76,7 +76,7 @@ CASES = {
                         "--max_position_embeddings", "64", "--block_size", "512"],
                        "block_size 512 is longer than the model's context 64"),
     "long_prompt": Case("generate", "prompt longer than the model's context",
-                        ["generate", "--model", "model", "--prompt", "{long}", "--max_new_tokens", "8"],
+                        ["generate", "--model_name_or_path", "model", "--prompt", "{long}", "--max_new_tokens", "8"],
                         "the prompt is 162 tokens and max_new_tokens is 8, but the model's context is 64 tokens; "
                         "shorten the prompt or lower --max_new_tokens"),
     "app_long_prompt": Case("chat (the app's Chat tab)", "message longer than the model's context",
@@ -121,7 +121,7 @@ CASES = {
     "missing_model": Case("sft", "model path that does not exist",
                           ["sft", "--model_name_or_path", "runs/nothere/sft"],
                           "model not found: runs/nothere/sft (no such folder; pass a stage output folder or a Hub id)"),
-    "not_a_model": Case("generate", "folder that is not a model", ["generate", "--model", "notes", "--prompt", "hi"],
+    "not_a_model": Case("generate", "folder that is not a model", ["generate", "--model_name_or_path", "notes", "--prompt", "hi"],
                         "notes is not a model folder (no config.json or adapter_config.json inside)"),
     "orphan_adapter": Case("dpo", "LoRA adapter whose base model is gone",
                            ["dpo", "--model_name_or_path", "orphan-adapter"],
@@ -129,23 +129,23 @@ CASES = {
                            "deleted?); put it back, or set base_model_name_or_path in orphan-adapter/adapter_config.json "
                            "to its new folder or Hub id"),
     "orphan_merge": Case("merge", "LoRA adapter whose base model is gone",
-                         ["merge", "--adapter", "orphan-adapter", "--output_dir", "out/merged"],
+                         ["merge", "--model_name_or_path", "orphan-adapter", "--output_dir", "out/merged"],
                          "orphan-adapter is a LoRA adapter whose base model gone-base does not exist (moved or "
                          "deleted?); put it back, or set base_model_name_or_path in orphan-adapter/adapter_config.json "
                          "to its new folder or Hub id"),
     "merge_not_adapter": Case("merge", "a full model where an adapter is needed",
-                              ["merge", "--adapter", "model", "--output_dir", "out/merged"],
+                              ["merge", "--model_name_or_path", "model", "--output_dir", "out/merged"],
                               "model is not a LoRA adapter folder (no adapter_config.json)"),
     "vocab_mismatch": Case("generate", "tokenizer larger than the model's vocabulary",
-                           ["generate", "--model", "mismatch", "--prompt", "the cat"],
+                           ["generate", "--model_name_or_path", "mismatch", "--prompt", "the cat"],
                            "the tokenizer of mismatch has 300 tokens but the model in mismatch has vocab_size 100: "
                            "they were not made together; use the tokenizer the model was trained with"),
     "pickle_weights": Case("generate", "weights only as a pickle file (pytorch_model.bin)",
-                           ["generate", "--model", "pickled", "--prompt", "the cat"],
+                           ["generate", "--model_name_or_path", "pickled", "--prompt", "the cat"],
                            "pickled holds its weights only as a pickle file (pytorch_model.bin), which can run code "
                            "when loaded; hfllm loads safetensors only: convert it once where you trust the file "
                            "(from_pretrained, then save_pretrained writes model.safetensors)"),
-    "bad_temperature": Case("generate", "temperature 0", ["generate", "--model", "model", "--prompt", "hi",
+    "bad_temperature": Case("generate", "temperature 0", ["generate", "--model_name_or_path", "model", "--prompt", "hi",
                                                           "--temperature", "0"],
                             "temperature must be > 0 (for deterministic output use greedy decoding: --do_sample false)"),
     "unknown_reward_grpo": Case("grpo", "unknown reward function",
@@ -170,7 +170,7 @@ CASES = {
                                 "free some space there or choose an --output_dir on another disk, then run again "
                                 "(the output was not marked complete)", patch="tokenizer_save"),
     "disk_full_merge": Case("merge", "disk full while saving",
-                            ["merge", "--adapter", "adapter", "--output_dir", "out/merged-full"],
+                            ["merge", "--model_name_or_path", "adapter", "--output_dir", "out/merged-full"],
                             "no space left on the disk mounted at <mount> while writing out/merged-full/"
                             "model.safetensors: free some space there or choose an --output_dir on another disk, "
                             "then run again (the output was not marked complete)", patch="model_save"),
@@ -260,8 +260,8 @@ def work(tmp_path_factory) -> Path:
 def app_chat(work):
     """The Chat tab's handler, as Gradio calls it (through the app's error wrapper)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from hfllm import app_handlers as h
-    from hfllm.app import build_app
+    from hfllm.app import handlers as h
+    from hfllm.app.layout import build_app
 
     demo = build_app({"model": h.load_model(str(work / "model"))}, preference_file=work / "feedback.jsonl")
     return next(f.fn for f in demo.fns.values() if f.api_name == "chat")
@@ -274,10 +274,10 @@ def _disk_full(filename: str):
 
 
 def _normalise(text: str, work: Path) -> str:
-    from hfllm.cli import _mount_point
+    from hfllm.errors import mount_point
 
     text = text.replace(f"{work}/", "").replace(str(work), ".")
-    return re.sub(rf"mounted at {re.escape(_mount_point(work))} ", "mounted at <mount> ", text)
+    return re.sub(rf"mounted at {re.escape(mount_point(work))} ", "mounted at <mount> ", text)
 
 
 def run_case(case: Case, work: Path, capsys, monkeypatch, app_chat=None) -> str:

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hfllm import data, formats
+from hfllm.data import formats
+from hfllm.data.load import load_dataset
 from hfllm.errors import UserError
 
 
@@ -15,7 +16,7 @@ def write_jsonl(path, rows):
 
 def load(tmp_path, rows, kind="sft", name="d.jsonl"):
     path = write_jsonl(tmp_path / name, rows)
-    return formats.normalise(data.load(path), kind, path)
+    return formats.normalise(load_dataset(path), kind, path)
 
 
 MSG = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
@@ -90,11 +91,11 @@ def test_malformed_rows_name_file_row_and_field(tmp_path, kind, rows, message):
 
 def test_other_file_types_and_missing_columns(tmp_path):
     (tmp_path / "a.csv").write_text("prompt,completion\nhi,there\n")
-    ds, fmt, _ = formats.normalise(data.load(str(tmp_path / "a.csv")), "sft", "a.csv")
+    ds, fmt, _ = formats.normalise(load_dataset(str(tmp_path / "a.csv")), "sft", "a.csv")
     assert fmt == "prompt_completion"
     (tmp_path / "e.jsonl").write_text("")
     with pytest.raises(UserError, match="is empty"):
-        data.load(str(tmp_path / "e.jsonl"))
+        load_dataset(str(tmp_path / "e.jsonl"))
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(UserError, match="could not read dataset"):
-        data.load(str(tmp_path / "bad.jsonl"))
+        load_dataset(str(tmp_path / "bad.jsonl"))

@@ -5,7 +5,7 @@ import pytest
 from conftest import run_cli
 from hfllm.errors import UserError
 from hfllm.generate import GenerateArguments, generate, next_token_distribution, sampling_kwargs, stream
-from hfllm.model import load_causal_lm, load_tokenizer
+from hfllm.loading import load_causal_lm, load_tokenizer
 
 PROMPT = "Once upon a time"
 
@@ -77,7 +77,7 @@ def test_prompt_longer_than_context_is_refused(lm):
 
 
 def test_command_line_streams_to_terminal(tiny_pretrained, capsys):
-    assert run_cli("generate", "--model", tiny_pretrained, "--prompt", PROMPT, "--max_new_tokens", "8") == 0
+    assert run_cli("generate", "--model_name_or_path", tiny_pretrained, "--prompt", PROMPT, "--max_new_tokens", "8") == 0
     assert capsys.readouterr().out.startswith(PROMPT)
-    assert run_cli("generate", "--model", tiny_pretrained, "--prompt", "hi", "--chat",
+    assert run_cli("generate", "--model_name_or_path", tiny_pretrained, "--prompt", "hi", "--chat",
                    "--max_new_tokens", "4", "--seed", "1", "--temperature", "0.9") == 0

@@ -124,11 +124,11 @@ def test_push_round_trips(hub_server, run_dir, tmp_path):  # noqa: F811
         from huggingface_hub import HfApi, hf_hub_download
         from peft import AutoPeftModelForCausalLM
         from transformers import AutoModelForCausalLM
-        from hfllm.hub import push_stage
-        from hfllm.app_handlers import find_models, load_model
+        from hfllm.hub.push import push, repo_for_stage
+        from hfllm.app.handlers import find_models, load_model
         api = HfApi()
         names, _, _ = find_models(["tester/adapter"])  # what `hfllm chat tester/adapter` loads
-        stage_url = push_stage(%r, None)  # what a stage calls with push_to_hub: true and no hub_model_id
+        stage_url = push(%r, repo_for_stage(None, %r))  # a stage's push_to_hub with no hub_model_id
         ids = torch.tensor(%r)
         def logits(model):
             with torch.no_grad():
@@ -145,7 +145,7 @@ def test_push_round_trips(hub_server, run_dir, tmp_path):  # noqa: F811
             "app": logits(load_model(names["tester/adapter"])[0]), "app_names": list(names),
             "stage_url": stage_url, "stage_files": api.list_repo_files("tester/demo-pretrain"),
         }))
-    """ % (str(run_dir / "pretrain"), IDS))
+    """ % (str(run_dir / "pretrain"), str(run_dir / "pretrain"), IDS))
     got = json.loads(out.stdout.strip().splitlines()[-1])
 
     base = AutoModelForCausalLM.from_pretrained(run_dir / "pretrain")
@@ -293,6 +293,22 @@ def test_stage_with_push_to_hub_pushes_when_finished(hub_server, tmp_path):  # n
     files = out.stdout
     assert "model.safetensors" in files and "README.md" in files and "metrics.json" in files
     assert "checkpoint" not in files
+    recorded = yaml.safe_load((tmp_path / "pre" / "hfllm_args.yaml").read_text())
+    assert recorded["push_to_hub"] is True and recorded["hub_model_id"] == "tester/from-stage"
+
+    # A LoRA adapter trained on that stage and pushed by its own stage names the pushed repo as its base
+    # (read from the base stage's record above), not the local folder nobody else can download.
+    sft = run("sft", "--model_name_or_path", tmp_path / "pre", "--dataset_name", "builtin:sft", "--max_train_samples",
+              "16", "--max_steps", "1", "--max_length", "64", "--answer_eval_samples", "0", "--use_peft",
+              "--lora_r", "2", "--disable_tqdm", "true", "--output_dir", tmp_path / "sft",
+              "--push_to_hub", "true", "--hub_model_id", "tester/from-stage-sft")
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    out = run_client(hub_server, tmp_path / "client", """
+        import json
+        from huggingface_hub import hf_hub_download
+        print(json.load(open(hf_hub_download("tester/from-stage-sft", "adapter_config.json")))["base_model_name_or_path"])
+    """)
+    assert out.stdout.strip().splitlines()[-1] == "tester/from-stage"
 
 
 CANARY = "hf_LeakCanary" + "Q7x9Zk3W" * 4  # distinctive, and shaped like a real token

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from hfllm import ppo_core as core
+from hfllm.stages.ppo import core
 
 
 def test_gae_matches_a_hand_computed_three_step_example():

@@ -1,17 +1,13 @@
 """Pretraining end to end on a tiny model: learning, outputs, resume, bad inputs."""
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM
 
-from conftest import QUIET, TINY_MODEL_FLAGS, run_cli
+from conftest import QUIET, TINY_MODEL_FLAGS, metrics, run_cli
 
-
-def metrics(folder):
-    return json.loads((Path(folder) / "metrics.json").read_text())
 
 
 def test_pretraining_learns_and_saves_a_loadable_model(tiny_pretrained):

@@ -18,7 +18,8 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from hfllm import data, formats
+from hfllm.data import formats
+from hfllm.data.load import load_dataset
 from hfllm.config import parse_args
 from hfllm.errors import UserError
 
@@ -189,7 +190,7 @@ def test_any_dataset_is_normalised_or_refused(rows, kind):
 def test_any_file_is_loaded_or_refused(tmp_path_factory, lines, suffix, kind):
     path = tmp_path_factory.mktemp("rows") / f"d{suffix}"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    ds = check(data.load, str(path))
+    ds = check(load_dataset, str(path))
     if ds is not None:
         check(formats.normalise, ds, kind, str(path))
 

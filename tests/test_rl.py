@@ -1,15 +1,10 @@
 """End-to-end RL on the tiny model: hfllm ppo (rule rewards, reward model, LoRA, resume, 2 processes),
 hfllm grpo / rloo, and the reward functions. A few updates each, seconds on 2 CPU cores."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import QUIET, run_cli
+from conftest import QUIET, metrics, run_cli
 from hfllm import rewards
 from hfllm.errors import UserError
 
@@ -18,9 +13,6 @@ SMALL = ["--per_device_train_batch_size", "4", "--response_length", "8", "--num_
 LOG_KEYS = {"step", "score", "rule_accuracy", "kl", "entropy", "clipfrac", "approxkl", "vf_loss",
             "explained_variance", "response_length"}
 
-
-def metrics(folder) -> dict:
-    return json.loads((Path(folder) / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +110,16 @@ def test_grpo_and_rloo_run_two_steps(stage, tiny_pretrained, tmp_path):
     assert (out / "model.safetensors").is_file()
 
 
-def test_ppo_two_processes_log_once_per_update(tiny_pretrained, tmp_path):
-    out = tmp_path / "ppo_ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hfllm.cli", "ppo",
-           "--model_name_or_path", tiny_pretrained, "--reward_funcs", "answer_partial", "--max_steps", "2",
-           *SMALL, "--output_dir", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("ppo update")]
-    assert len(lines) == 2, proc.stdout[-2000:]
-    m = metrics(out)
-    assert m["num_processes"] == 2 and len(m["log"]) == 2
+@pytest.mark.parametrize("stage", ["grpo", "ppo"])
+def test_revision_and_remote_code_reach_the_tokenizer_and_the_policy(stage, tiny_pretrained, tmp_path, spy):
+    """--model_revision and --trust_remote_code once reached the model but not the tokenizer (grpo, rloo), or
+    neither (ppo, which had no --trust_remote_code)."""
+    flags = ["--num_generations", "2", "--max_completion_length", "4", "--logging_steps", "1", *QUIET] \
+        if stage == "grpo" else ["--response_length", "4", "--num_ppo_epochs", "1", "--disable_tqdm", "true"]
+    assert run_cli(stage, "--model_name_or_path", tiny_pretrained, "--model_revision", "main",
+                   "--trust_remote_code", "true", "--reward_funcs", "answer_partial", "--max_steps", "1",
+                   "--per_device_train_batch_size", "2", "--eval_samples", "0", *flags,
+                   "--output_dir", tmp_path / stage) == 0
+    ours = [(name, kwargs) for name, kwargs in spy if "use_safetensors" in kwargs or name == "AutoTokenizer"]
+    assert {name for name, _ in ours} == {"AutoModelForCausalLM", "AutoTokenizer"}
+    assert all(kwargs["revision"] == "main" and kwargs["trust_remote_code"] is True for _, kwargs in ours), ours

@@ -5,17 +5,12 @@
 - GRPO with the arithmetic rule rewards raises held-out exact-answer accuracy.
 """
 
-import json
-from pathlib import Path
 
-from conftest import QUIET, run_cli
+from conftest import QUIET, metrics, run_cli
 
 # Measured (seed 0): PPO sampled score 0.358 -> 0.809, greedy 0.713 -> 1.166, KL 1.09, accuracy 44.0% -> 38.1%;
 # GRPO held-out arithmetic 32% -> 43% (seed 1: 32% -> 37%).
 
-
-def metrics(folder) -> dict:
-    return json.loads((Path(folder) / "metrics.json").read_text())
 
 
 def test_ppo_raises_the_reward_score_on_a_leash(tiny_sft, tiny_reward, tmp_path):

@@ -13,7 +13,7 @@ import torch
 from conftest import run_cli
 from test_errors import work  # noqa: F401  (a fixture: tokenizer, tiny model, adapters)
 
-from hfllm import model as hfllm_model
+from hfllm import loading
 from hfllm.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def pickled(work, tmp_path):  # noqa: F811
 
 
 def test_pickle_only_folder_is_refused_and_never_unpickled(pickled, tmp_path, capsys):
-    from hfllm import app_handlers as h
+    from hfllm.app import handlers as h
 
     folder, marker = pickled
     proof = tmp_path / "proof"  # the payload is real: unpickled without weights_only, it runs
@@ -53,11 +53,52 @@ def test_pickle_only_folder_is_refused_and_never_unpickled(pickled, tmp_path, ca
     assert proof.exists()
 
     words = f"{folder} holds its weights only as a pickle file (pytorch_model.bin), which can run code when loaded"
-    assert run_cli("generate", "--model", folder, "--prompt", "the cat") == 2
+    assert run_cli("generate", "--model_name_or_path", folder, "--prompt", "the cat") == 2
     assert words in capsys.readouterr().err
-    for load in (hfllm_model.load_causal_lm, hfllm_model.load_sequence_classifier, h.load_model, h.load_reward):
+    for load in (loading.load_causal_lm, loading.load_sequence_classifier, h.load_model, h.load_reward):
         with pytest.raises(UserError, match="hfllm loads safetensors only"):
             load(str(folder))
+    assert not marker.exists()
+
+
+RL = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--eval_samples", "0", "--report_to", "none"]
+# Every command that loads a model, given a pickle-only folder where it loads one ({model} is a safe model).
+PICKLE_CASES = {
+    "generate": ["generate", "--model_name_or_path", "{pickled}", "--prompt", "the cat"],
+    "sft": ["sft", "--model_name_or_path", "{pickled}", "--max_steps", "1", "--report_to", "none"],
+    "reward": ["reward", "--model_name_or_path", "{pickled}", "--max_steps", "1", "--report_to", "none"],
+    "dpo": ["dpo", "--model_name_or_path", "{pickled}", "--max_steps", "1", "--report_to", "none"],
+    "grpo": ["grpo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled}",
+             "--num_generations", "2", *RL],
+    "rloo": ["rloo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled}",
+             "--num_generations", "2", *RL],
+    "ppo-reward": ["ppo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled}", *RL],
+    "ppo-value": ["ppo", "--model_name_or_path", "{model}", "--reward_funcs", "answer_partial",
+                  "--value_model_name_or_path", "{pickled}", *RL],
+    "merge": ["merge", "--model_name_or_path", "{adapter}", "--output_dir", "{out}"],
+    "push": ["push", "{adapter}", "--merge", "--repo_id", "me/x", "--dry_run", "--output_dir", "{out}"],
+}
+
+
+@pytest.mark.parametrize("case", list(PICKLE_CASES))
+def test_every_command_refuses_a_pickle_before_unpickling_it(case, pickled, work, tmp_path, capsys):  # noqa: F811
+    """The reward and value models of the RL stages went around the check once (from_pretrained directly)."""
+    from hfllm.run_folder import write_metrics
+
+    folder, marker = pickled
+    adapter = tmp_path / "adapter-on-pickle"  # an adapter whose base is the pickle-only folder
+    adapter.mkdir()
+    for name in ("adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        (adapter / name).write_bytes((work / "adapter" / name).read_bytes())
+    config = json.loads((work / "adapter" / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(folder)}))
+    write_metrics(adapter, {}, stage="sft")
+    values = {"pickled": folder, "model": work / "model", "adapter": adapter, "out": tmp_path / "out"}
+    argv = [a.format(**{k: str(v) for k, v in values.items()}) for a in PICKLE_CASES[case]]
+    if argv[0] not in ("generate", "merge", "push"):
+        argv += ["--output_dir", str(tmp_path / "out")]
+    assert run_cli(*argv) == 2
+    assert f"{folder} holds its weights only as a pickle file (pytorch_model.bin)" in capsys.readouterr().err
     assert not marker.exists()
 
 
@@ -70,28 +111,11 @@ def test_adapter_with_pickled_weights_is_refused(work, tmp_path):  # noqa: F811
 
     torch.save(load_file(work / "adapter" / "adapter_model.safetensors"), adapter / "adapter_model.bin")
     with pytest.raises(UserError, match="adapter_model.bin.*hfllm loads safetensors only"):
-        hfllm_model.load_causal_lm(str(adapter))
-
-
-@pytest.fixture
-def spy(monkeypatch):
-    """Records the keyword arguments every from_pretrained got."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    calls = []
-    for cls in (AutoModelForCausalLM, AutoTokenizer):
-        original = cls.from_pretrained.__func__
-
-        def recording(klass, name, *args, _original=original, _cls=cls, **kwargs):
-            calls.append((_cls.__name__, kwargs))
-            return _original(klass, name, *args, **kwargs)
-        monkeypatch.setattr(cls, "from_pretrained", classmethod(recording))
-    monkeypatch.setattr(hfllm_model, "_warned_remote", set())  # warnings are once per process and repo
-    return calls
+        loading.load_causal_lm(str(adapter))
 
 
 def test_remote_code_is_off_and_weights_are_safetensors_by_default(work, spy, capsys):  # noqa: F811
-    assert run_cli("generate", "--model", work / "model", "--prompt", "the cat", "--max_new_tokens", "2") == 0
+    assert run_cli("generate", "--model_name_or_path", work / "model", "--prompt", "the cat", "--max_new_tokens", "2") == 0
     assert {name for name, _ in spy} == {"AutoModelForCausalLM", "AutoTokenizer"}
     assert all(kwargs["trust_remote_code"] is False for _, kwargs in spy)
     assert all(kwargs["use_safetensors"] is True for name, kwargs in spy if name == "AutoModelForCausalLM")
@@ -100,7 +124,7 @@ def test_remote_code_is_off_and_weights_are_safetensors_by_default(work, spy, ca
 
 @pytest.mark.parametrize("how", ["flag", "config"])
 def test_remote_code_when_turned_on_is_named_in_one_warning(work, spy, capsys, tmp_path, how):  # noqa: F811
-    argv = ["generate", "--model", work / "model", "--prompt", "the cat", "--max_new_tokens", "2"]
+    argv = ["generate", "--model_name_or_path", work / "model", "--prompt", "the cat", "--max_new_tokens", "2"]
     if how == "flag":
         argv += ["--trust_remote_code", "true"]
     else:
@@ -138,13 +162,35 @@ def test_every_torch_load_is_weights_only(tmp_path):
     assert set(unsafe) <= KNOWN_UNSAFE, f"torch.load without weights_only=True: {unsafe}"
 
 
-def test_ppo_checkpoint_state_loads_with_weights_only(tmp_path):
-    """What hfllm ppo saves as state.pt loads with weights_only=True, so the change above is safe."""
-    layer = torch.nn.Linear(4, 4)
-    optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-3, eps=1e-5)
-    layer(torch.randn(2, 4)).sum().backward()
+def test_ppo_checkpoint_state_loads_with_weights_only(work, tmp_path):  # noqa: F811
+    """What hfllm ppo's save_checkpoint writes (after a real optimizer step through accelerate) is complete,
+    its state.pt loads with weights_only=True, and its policy and value model load through the safe loader."""
+    from accelerate import Accelerator
+    from transformers import AutoTokenizer
+
+    from hfllm import run_folder
+    from hfllm.stages.ppo import core
+    from hfllm.stages.ppo.models import PolicyAndValue, save_checkpoint
+
+    tokenizer = AutoTokenizer.from_pretrained(work / "model")
+    policy = loading.load_causal_lm(str(work / "model"), dtype="float32")
+    value = loading.load_sequence_classifier(str(work / "model"), num_labels=1, dtype="float32")
+    value.config.pad_token_id = tokenizer.pad_token_id
+    acc = Accelerator(cpu=True)
+    wrapper, optimizer = acc.prepare(PolicyAndValue(policy, value),
+                                     torch.optim.AdamW([p for p in policy.parameters()], lr=1e-3, eps=1e-5))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    logits, values = wrapper(ids, torch.ones_like(ids), torch.arange(4)[None])
+    (logits.mean() + values.mean()).backward()
     optimizer.step()
-    torch.save({"optimizer": optimizer.state_dict(), "step": 7, "kl_coef": 0.05}, tmp_path / "state.pt")
-    state = torch.load(tmp_path / "state.pt", weights_only=True)
-    assert state["step"] == 7 and state["optimizer"]["param_groups"][0]["eps"] == 1e-5
-    assert json.dumps(state["kl_coef"])
+    kl_ctl = core.AdaptiveKLController(0.05, None)
+    save_checkpoint(tmp_path, acc, wrapper, optimizer, 7, kl_ctl, tokenizer)
+
+    folder = tmp_path / "checkpoint-7"
+    assert run_folder.checkpoint_is_complete(folder) and run_folder.last_checkpoint(tmp_path) == str(folder)
+    state = torch.load(folder / "state.pt", weights_only=True)
+    assert state["step"] == 7 and state["kl_coef"] == 0.05 and state["optimizer"]["param_groups"][0]["eps"] == 1e-5
+    optimizer.load_state_dict(state["optimizer"])  # what a resumed run does with it
+    again = loading.load_causal_lm(str(folder / "policy"))
+    assert torch.equal(again.model.embed_tokens.weight, policy.model.embed_tokens.weight)
+    assert loading.load_sequence_classifier(str(folder / "value")).config.num_labels == 1

@@ -20,16 +20,13 @@ from unittest import mock
 import pytest
 import yaml
 
-from conftest import TINY_MODEL_FLAGS, run_cli
+from conftest import TINY_MODEL_FLAGS, metrics, run_cli
 from hfllm import run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "accelerate"
 QUIET = ["--disable_tqdm", "true", "--report_to", "none"]
 
-
-def metrics(folder) -> dict:
-    return json.loads((Path(folder) / "metrics.json").read_text())
 
 
 def env(**extra) -> dict:
@@ -40,9 +37,28 @@ def hfllm(*args) -> list[str]:
     return [sys.executable, "-m", "hfllm.cli", *map(str, args)]
 
 
-def launch(config: str, *args) -> list[str]:
+def launch(config: str, *args, prepare_log: Path | None = None) -> list[str]:
+    """accelerate launch of `hfllm ...`; with ``prepare_log``, through tests/prepare_log.py (PREPARE_LOG set by
+    the caller) to record how the processes checked the output folder."""
+    target = [str(ROOT / "tests" / "prepare_log.py")] if prepare_log else ["-m", "hfllm.cli"]
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config),
-            "-m", "hfllm.cli", *map(str, args)]
+            *target, *map(str, args)]
+
+
+def finished_run(folder: Path) -> None:
+    """What an earlier run leaves: a model file and metrics.json (so only --overwrite replaces it)."""
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"an earlier run")
+    run_folder.write_metrics(folder, {}, stage="earlier")
+
+
+def assert_main_process_checked_first(log: Path) -> None:
+    """Under --overwrite the main process alone removed the finished run; the others checked after it."""
+    entries = sorted((json.loads(line) for line in log.read_text().splitlines()), key=lambda e: e["rank"])
+    assert [e["rank"] for e in entries] == [0, 1], entries
+    main, other = entries
+    assert main["saw_finished_run"] and not other["saw_finished_run"], entries
+    assert other["start"] >= main["end"], entries
 
 
 def run(cmd, timeout=600, **extra_env) -> subprocess.CompletedProcess:
@@ -245,11 +261,16 @@ def test_post_training_stage_on_two_processes(pretrained, tmp_path, stage, flags
     main process alone writes the metrics, config and loss plot, and prints the summary once.
     Reward and DPO: 2 x 2 pairs per step equal 1 x 4, as pretraining and SFT do. Measured: train
     loss 0.6829833 vs 0.6829833 (reward), 0.6819294 both (DPO), after moving 0.01 from ln 2 in
-    5 steps; tolerance 1e-4. GRPO samples its completions on each process, so it is not compared."""
+    5 steps; tolerance 1e-4. GRPO samples its completions on each process, so it is not compared.
+    The run replaces a finished one (--overwrite): the main process checks the folder first (these
+    three stages once let every process remove it at the same time)."""
     common = [stage, "--model_name_or_path", pretrained, *flags, "--max_steps", "5", "--save_strategy", "no",
               "--logging_steps", "1", "--seed", "0", *QUIET]
-    out = tmp_path / stage
-    proc = run(launch("cpu_ddp.yaml", *common, "--per_device_train_batch_size", "2", "--output_dir", out))
+    out, log = tmp_path / stage, tmp_path / "prepare.jsonl"
+    finished_run(out)
+    proc = run(launch("cpu_ddp.yaml", *common, "--per_device_train_batch_size", "2", "--output_dir", out,
+                      "--overwrite", prepare_log=log), PREPARE_LOG=str(log))
+    assert_main_process_checked_first(log)
     m = metrics(out)
     assert m["world_size"] == 2 and m["global_step"] == 5
     assert count_lines(proc.stdout + proc.stderr, saved) == 1
@@ -262,6 +283,22 @@ def test_post_training_stage_on_two_processes(pretrained, tmp_path, stage, flags
         for key in compare:
             assert m[key] == pytest.approx(one[key], abs=1e-4), key
         assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_ppo_on_two_processes_logs_once_per_update_and_records_the_world_size(pretrained, tmp_path):
+    """hfllm ppo's own loop under accelerate: one log line per update, metrics.json's world_size (as every
+    stage writes it; ppo once wrote num_processes), and the folder checked by the main process first."""
+    out, log = tmp_path / "ppo", tmp_path / "prepare.jsonl"
+    finished_run(out)
+    proc = run(launch("cpu_ddp.yaml", "ppo", "--model_name_or_path", pretrained, "--reward_funcs", "answer_partial",
+                      "--max_steps", "2", "--per_device_train_batch_size", "4", "--response_length", "8",
+                      "--num_ppo_epochs", "1", "--eval_samples", "4", "--disable_tqdm", "true", "--output_dir", out,
+                      "--overwrite", prepare_log=log), PREPARE_LOG=str(log))
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("ppo update")]
+    assert len(lines) == 2, proc.stdout[-2000:]
+    m = metrics(out)
+    assert m["world_size"] == 2 and "num_processes" not in m and len(m["log"]) == 2
+    assert_main_process_checked_first(log)
 
 
 # ------------------------------------------------------------------ crash safety

@@ -1,24 +1,20 @@
 """SFT end to end: learning on held-out questions, LoRA save/reload/merge, architectures, base models."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import QUIET, SFT_FLAGS as SFT, run_cli
+from conftest import QUIET, SFT_FLAGS as SFT, metrics, run_cli
 
-
-def metrics(folder):
-    return json.loads((Path(folder) / "metrics.json").read_text())
 
 
 def test_sft_teaches_the_question_answer_behaviour(tiny_sft, learned_pretrained):
-    from hfllm.builtin_data import build_part
-    from hfllm.evaluate import answer_accuracy
-    from hfllm.model import load_causal_lm, load_tokenizer
+    from hfllm.data.builtin import build_part
+    from hfllm.scoring import answer_accuracy
+    from hfllm.loading import load_causal_lm, load_tokenizer
 
     m = metrics(tiny_sft)
     assert m["dataset_format"] == "messages" and m["answer_count"] >= 100
@@ -49,9 +45,9 @@ def test_lora_sft_learns_saves_reloads_and_merges(learned_pretrained, tmp_path):
                    "--output_dir", out) == 0
     m = metrics(out)
     assert m["use_peft"] and m["trainable_parameters"] < 0.5 * 1e6
-    from hfllm.builtin_data import build_part
-    from hfllm.evaluate import answer_accuracy
-    from hfllm.model import load_causal_lm, load_tokenizer
+    from hfllm.data.builtin import build_part
+    from hfllm.scoring import answer_accuracy
+    from hfllm.loading import load_causal_lm, load_tokenizer
 
     taught = build_part("sft")[:150]
     before = answer_accuracy(load_causal_lm(learned_pretrained), load_tokenizer(learned_pretrained), taught)
@@ -64,7 +60,7 @@ def test_lora_sft_learns_saves_reloads_and_merges(learned_pretrained, tmp_path):
     adapter = AutoPeftModelForCausalLM.from_pretrained(out).eval()
     with torch.no_grad():
         expected = adapter(ids).logits
-    assert run_cli("merge", "--adapter", out, "--output_dir", tmp_path / "merged") == 0
+    assert run_cli("merge", "--model_name_or_path", out, "--output_dir", tmp_path / "merged") == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, expected, atol=1e-4, rtol=1e-4)
@@ -81,7 +77,16 @@ def test_lora_sft_on_other_architectures(tiny_tokenizer, tmp_path, model_type):
     out = tmp_path / "lora"
     assert run_cli("sft", "--model_name_or_path", base, *SFT, "--max_steps", "3", "--use_peft",
                    "--max_train_samples", "64", "--answer_eval_samples", "8", "--output_dir", out) == 0
-    assert AutoPeftModelForCausalLM.from_pretrained(out) is not None
+    adapter = AutoPeftModelForCausalLM.from_pretrained(out).eval()  # the adapter on the base it names
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        base_logits = AutoModelForCausalLM.from_pretrained(base).eval()(ids).logits
+        # (peft grows the embedding to the tokenizer's length: Qwen2's tokenizer adds an unknown token)
+        tuned = adapter(ids).logits[..., :base_logits.shape[-1]]
+        with adapter.disable_adapter():
+            plain = adapter(ids).logits[..., :base_logits.shape[-1]]
+    assert torch.allclose(plain, base_logits, atol=1e-5)  # the right base, untouched
+    assert not torch.allclose(tuned, plain, atol=1e-5)  # and 3 steps of LoRA changed what it computes
 
 
 def test_merge_lora_saves_a_standalone_model(tiny_pretrained, tmp_path):
@@ -97,7 +102,7 @@ def test_merge_lora_saves_a_standalone_model(tiny_pretrained, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.chat_template
     from hfllm.chat_template import end_of_turn_ids
-    from hfllm.model import load_causal_lm
+    from hfllm.loading import load_causal_lm
 
     assert model.generation_config.eos_token_id == end_of_turn_ids(tokenizer)  # it stops at the end of a turn
     # The same run without --merge_lora gives the adapter; on its base it computes what the merged model does.

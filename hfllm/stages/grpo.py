@@ -10,10 +10,12 @@ The options, the rewards and the before/after measurement are shared with
 
 from __future__ import annotations
 
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from hfllm.group_rl import run
+from hfllm.stages.group_rl import RLScriptArguments, run_stage
+
+ARGUMENTS = (RLScriptArguments, GRPOConfig, ModelConfig)  # what its flags and config files fill
 
 
 def main(argv: list[str]) -> int:
-    return run(argv, "grpo", GRPOConfig, GRPOTrainer)
+    return run_stage(argv, "grpo", ARGUMENTS, GRPOTrainer)

@@ -17,19 +17,20 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import Trainer, TrainingArguments, default_data_collator
 
-from hfllm import data, interrupt, run_folder
-from hfllm.config import parse_args, save_config
+from hfllm.chat_template import set_stop_tokens
+from hfllm.data.load import ScriptArguments, first_rows, load_dataset, require_columns
 from hfllm.errors import UserError
-from hfllm.model import PRESETS, build_config, count_parameters, load_causal_lm, load_tokenizer, training_defaults
+from hfllm.generate import generate
+from hfllm.loading import load_causal_lm
+from hfllm.model import PRESETS, build_config
+from hfllm.stages._frame import Run
 
 
 @dataclass
-class PretrainArguments:
+class PretrainArguments(ScriptArguments):
     dataset_name: str = field(default="builtin:pretrain", metadata={"help": "file, folder, builtin:<part> or Hub id"})
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name"})
-    dataset_train_split: str = field(default="train", metadata={"help": "split to read"})
     dataset_text_field: str = field(default="text", metadata={"help": "column holding the text"})
     tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "tokenizer folder or Hub id"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue pretraining this model"})
@@ -42,11 +43,10 @@ class PretrainArguments:
     intermediate_size: int | None = field(default=None, metadata={"help": "override the MLP width"})
     max_position_embeddings: int | None = field(default=None, metadata={"help": "override the context length"})
     block_size: int | None = field(default=None, metadata={"help": "tokens per training block (default: context)"})
-    eval_split_size: float = field(default=0.02, metadata={"help": "held-out share of texts (<1) or count (>=1)"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many texts"})
+    eval_split_size: float = field(default=0.02, metadata={"help": "held-out share of texts (<1) or count (>=1), "
+                                                                   "when no eval dataset or split is named"})
     num_proc: int | None = field(default=None, metadata={"help": "processes for tokenization"})
     sample_prompt: str = field(default="Once upon a time", metadata={"help": "prompt for the sample printed at the end"})
-    overwrite: bool = field(default=False, metadata={"help": "replace a finished run in output_dir"})
 
 
 def pack(ds, tokenizer, text_field: str, block_size: int, num_proc):
@@ -70,14 +70,20 @@ def pack(ds, tokenizer, text_field: str, block_size: int, num_proc):
 def prepare_data(args: PretrainArguments, tokenizer, block_size: int, seed: int):
     """Load, hold out, tokenize and pack: (train, eval or None). Arrow files on disk, memory-mapped,
     so a corpus larger than RAM goes through in batches (bench/bench_data_prep.py measures it)."""
-    texts = data.load(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split)
-    data.require_columns(texts, [args.dataset_text_field], args.dataset_name, "choose it with --dataset_text_field")
-    if args.max_train_samples:
-        texts = texts.select(range(min(args.max_train_samples, len(texts))))
-    size = args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size)
-    split = texts.train_test_split(test_size=size, seed=seed) if size else {"train": texts, "test": None}
-    train_ds = pack(split["train"], tokenizer, args.dataset_text_field, block_size, args.num_proc)
-    eval_ds = pack(split["test"], tokenizer, args.dataset_text_field, block_size, args.num_proc) if size else None
+    def texts(name, split, config, limit=None):
+        ds = load_dataset(name, config=config, split=split)
+        require_columns(ds, [args.dataset_text_field], name, "choose it with --dataset_text_field")
+        return first_rows(ds, limit)
+
+    train = texts(args.dataset_name, args.dataset_train_split, args.dataset_config, args.max_train_samples)
+    held_out = None
+    if (source := args.eval_source()) is not None:
+        held_out = texts(*source)
+    elif size := args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size):
+        split = train.train_test_split(test_size=size, seed=seed)
+        train, held_out = split["train"], split["test"]
+    train_ds = pack(train, tokenizer, args.dataset_text_field, block_size, args.num_proc)
+    eval_ds = pack(held_out, tokenizer, args.dataset_text_field, block_size, args.num_proc) if held_out else None
     return train_ds, eval_ds
 
 
@@ -94,24 +100,19 @@ def build_model(args: PretrainArguments, tokenizer):
     return AutoModelForCausalLM.from_config(config)
 
 
+ARGUMENTS = (PretrainArguments, TrainingArguments)  # what its flags and config files fill
+
+
 def main(argv: list[str]) -> int:
-    defaults = {"output_dir": "runs/default/pretrain", "logging_steps": 10, "save_total_limit": 2,
-                "eval_strategy": "steps", "eval_steps": 100, "report_to": "none", **training_defaults()}
-    (args, targs), _ = parse_args([PretrainArguments, TrainingArguments], argv, prog="hfllm pretrain",
-                                  defaults=defaults)
+    run = Run.start("pretrain", argv, ARGUMENTS, defaults={
+        "logging_steps": 10, "save_total_limit": 2, "eval_strategy": "steps", "eval_steps": 100})
+    args, config = run.parsed
     tok_source = args.tokenizer_name_or_path or args.model_name_or_path
     if not tok_source:
         raise UserError("pretrain needs a tokenizer: set --tokenizer_name_or_path (e.g. the output of hfllm tokenizer)")
-    tokenizer = load_tokenizer(tok_source)
-    push, targs.push_to_hub = targs.push_to_hub, False  # pushed by hfllm.hub once finished, with its card
-    # The main process first: it alone removes a folder being overwritten; the others then agree on resuming.
-    with targs.main_process_first(local=False, desc="checking the output folder"):
-        resume_from = run_folder.prepare(targs.output_dir, overwrite=args.overwrite, stage="pretrain")
-    main_process = run_folder.is_main_process()
+    run.prepare()
+    tokenizer = run.load_tokenizer(tok_source)
 
-    from transformers import Trainer, default_data_collator, set_seed
-
-    set_seed(targs.seed)
     model = build_model(args, tokenizer)
     context = model.config.max_position_embeddings
     block_size = args.block_size or context
@@ -119,72 +120,60 @@ def main(argv: list[str]) -> int:
         raise UserError(f"block_size {block_size} is longer than the model's context {context}")
     if len(tokenizer) > model.config.vocab_size:
         raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {model.config.vocab_size}")
-    n_params = count_parameters(model)
-    if main_process:
+    room = context - len(tokenizer(args.sample_prompt)["input_ids"])
+    if room < 1:
+        raise UserError(f"--sample_prompt leaves no room in the model's {context}-token context; shorten it")
+    n_params = model.num_parameters()
+    if run.is_main_process:
         print(f"model: {model.config.model_type}, {n_params / 1e6:.2f} M parameters, context {context}")
 
-    with targs.main_process_first(desc="preparing data"):  # once, then read from the cache by other ranks
-        train_ds, eval_ds = prepare_data(args, tokenizer, block_size, targs.seed)
+    with config.main_process_first(desc="preparing data"):  # once, then read from the cache by other ranks
+        train_ds, eval_ds = prepare_data(args, tokenizer, block_size, config.seed)
     if len(train_ds) == 0:
         raise UserError(f"the corpus gives no full {block_size}-token block; use more text or a smaller --block_size")
     if eval_ds is not None and len(eval_ds) == 0:
         raise UserError("the held-out texts give no full block; raise --eval_split_size")
     if eval_ds is None:
-        targs.eval_strategy = "no"
+        config.eval_strategy = "no"
     # The loss before training, measured inside train(): a trainer.evaluate() before train() marks the
     # model prepared, so it is never wrapped in DDP and several processes train unsynchronised copies.
-    targs.eval_on_start = eval_ds is not None
+    config.eval_on_start = eval_ds is not None
 
-    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
+    trainer = Trainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=default_data_collator, processing_class=tokenizer)
     start = time.perf_counter()
-    result = interrupt.train(trainer, resume_from)  # Ctrl-C: checkpoint, then exit 130
+    result = run.train(trainer)
     seconds = time.perf_counter() - start
     # A resumed run keeps the first run's history, so this is the step-0 loss there too.
     initial = next((r for r in trainer.state.log_history if "eval_loss" in r), {})
     final = trainer.evaluate() if eval_ds is not None else {}
 
-    model.generation_config.update(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                   bos_token_id=tokenizer.bos_token_id)
-    # On every process: under FSDP or ZeRO-3 gathering the weights takes them all (the main one writes),
-    # and so does a forward pass of the sharded model.
-    trainer.save_model(targs.output_dir)  # also saves the tokenizer (processing_class)
-    sample = sample_text(model, tokenizer, args.sample_prompt)
-    if trainer.is_world_process_zero():
-        save_config(f"{targs.output_dir}/hfllm_args.yaml", args, targs)
-        run_folder.plot_losses(trainer.state.log_history, f"{targs.output_dir}/loss.png", "pretraining loss")
-        tokens = result.global_step * targs.per_device_train_batch_size * targs.gradient_accumulation_steps \
-            * targs.world_size * block_size
-        metrics = {
-            "model_type": model.config.model_type, "num_parameters": n_params, "block_size": block_size,
-            "train_blocks": len(train_ds), "eval_blocks": len(eval_ds) if eval_ds is not None else 0,
-            "global_step": result.global_step, "train_loss": result.training_loss,
-            "train_seconds": round(seconds, 1), "train_tokens_per_second": round(tokens / max(seconds, 1e-9)),
-            "initial_eval_loss": initial.get("eval_loss"), "eval_loss": final.get("eval_loss"),
-            "initial_perplexity": _ppl(initial.get("eval_loss")), "perplexity": _ppl(final.get("eval_loss")),
-            "world_size": targs.world_size, "dataset_name": args.dataset_name,
-            "tokenizer_name_or_path": tok_source, "sample": sample,
-        }
-        run_folder.write_metrics(targs.output_dir, metrics, stage="pretrain")
-        if push:
-            from hfllm.hub import push_stage_from_args
-
-            print(f"pushed to {push_stage_from_args(targs)}")
-        print(f"\neval loss {metrics['initial_eval_loss']} -> {metrics['eval_loss']} "
-              f"(perplexity {metrics['initial_perplexity']} -> {metrics['perplexity']}); saved to {targs.output_dir}")
-        print(f"sample: {sample}")
+    set_stop_tokens(model, tokenizer, chat=False)  # a base model: it stops at eos
+    run.save(trainer)  # also saves the tokenizer (processing_class)
+    # On every process: a forward pass of a sharded (FSDP, ZeRO-3) model takes them all.
+    sample = args.sample_prompt + generate(model, tokenizer, args.sample_prompt, {**SAMPLE, "max_new_tokens": min(
+        SAMPLE["max_new_tokens"], room)}, seed=0, add_special_tokens=True)[0]
+    tokens = result.global_step * config.per_device_train_batch_size * config.gradient_accumulation_steps \
+        * config.world_size * block_size
+    metrics = {
+        "model_type": model.config.model_type, "num_parameters": n_params, "block_size": block_size,
+        "train_blocks": len(train_ds), "eval_blocks": len(eval_ds) if eval_ds is not None else 0,
+        "global_step": result.global_step, "train_loss": result.training_loss,
+        "train_seconds": round(seconds, 1), "train_tokens_per_second": round(tokens / max(seconds, 1e-9)),
+        "initial_eval_loss": initial.get("eval_loss"), "eval_loss": final.get("eval_loss"),
+        "initial_perplexity": _ppl(initial.get("eval_loss")), "perplexity": _ppl(final.get("eval_loss")),
+        "dataset_name": args.dataset_name, "tokenizer_name_or_path": tok_source,
+        "sample": sample,
+    }
+    run.finish(metrics, trainer, plot="pretraining loss", lines=[
+        f"\neval loss {metrics['initial_eval_loss']} -> {metrics['eval_loss']} (perplexity "
+        f"{metrics['initial_perplexity']} -> {metrics['perplexity']}); saved to {run.output_dir}", f"sample: {sample}"])
     return 0
+
+
+# What the end-of-training sample draws with: sampled, so it shows what the model learned, not its mode.
+SAMPLE = {"max_new_tokens": 60, "do_sample": True, "top_k": 40, "temperature": 0.8}
 
 
 def _ppl(loss):
     return None if loss is None else round(math.exp(min(loss, 50)), 2)
-
-
-def sample_text(model, tokenizer, prompt: str, max_new_tokens: int = 60) -> str:
-    import torch
-
-    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=True, top_k=40, temperature=0.8)
-    return tokenizer.decode(out[0], skip_special_tokens=True)

@@ -8,10 +8,12 @@ Same options as ``hfllm grpo`` (hfllm/group_rl.py), with trl.RLOOConfig passed t
 
 from __future__ import annotations
 
-from trl import RLOOConfig, RLOOTrainer
+from trl import ModelConfig, RLOOConfig, RLOOTrainer
 
-from hfllm.group_rl import run
+from hfllm.stages.group_rl import RLScriptArguments, run_stage
+
+ARGUMENTS = (RLScriptArguments, RLOOConfig, ModelConfig)  # what its flags and config files fill
 
 
 def main(argv: list[str]) -> int:
-    return run(argv, "rloo", RLOOConfig, RLOOTrainer)
+    return run_stage(argv, "rloo", ARGUMENTS, RLOOTrainer)

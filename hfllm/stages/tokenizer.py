@@ -16,25 +16,22 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 
-from hfllm import data, run_folder
+from hfllm import run_folder
 from hfllm.chat_template import CHAT_TEMPLATE
 from hfllm.config import parse_args, save_config
+from hfllm.data.load import ScriptArguments, iter_texts, load_dataset
 from hfllm.errors import UserError
 
 HELD_OUT_EVERY = 100  # every Nth text is kept out of training, to measure chars/token
 
 
 @dataclass
-class TokenizerArguments:
+class TokenizerArguments(ScriptArguments):
     dataset_name: str = field(default="builtin:pretrain", metadata={"help": "file, folder, builtin:<part> or Hub id"})
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name"})
-    dataset_train_split: str = field(default="train", metadata={"help": "split to read"})
     dataset_text_field: str = field(default="text", metadata={"help": "column holding the text"})
-    dataset_streaming: bool = field(default=False, metadata={"help": "stream the dataset instead of downloading it"})
     output_dir: str = field(default="runs/default/tokenizer", metadata={"help": "where to save the tokenizer"})
     vocab_size: int = field(default=4096, metadata={"help": "vocabulary size including special tokens"})
     min_frequency: int = field(default=2, metadata={"help": "minimum pair count for a merge"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "read at most this many texts"})
     bos_token: str = field(default="<|begin|>", metadata={"help": "beginning-of-text token"})
     eos_token: str = field(default="<|end|>", metadata={"help": "end of a text or of a chat turn"})
     pad_token: str = field(default="<|pad|>", metadata={"help": "padding token (distinct from eos)"})
@@ -43,7 +40,6 @@ class TokenizerArguments:
     additional_special_tokens: list[str] = field(default_factory=list, metadata={"help": "more special tokens"})
     chat_template: str | None = field(default=None, metadata={"help": "Jinja chat template (default: hfllm's)"})
     model_max_length: int = field(default=2048, metadata={"help": "longest sequence a model using it will see"})
-    overwrite: bool = field(default=False, metadata={"help": "replace a finished tokenizer in output_dir"})
 
 
 def special_tokens(args: TokenizerArguments) -> list[str]:
@@ -63,9 +59,9 @@ def train(args: TokenizerArguments):
         raise UserError(f"min_frequency must be >= 1, got {args.min_frequency}")
     run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="tokenizer", resume=False)
 
-    ds = data.load(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
-                   streaming=args.dataset_streaming)
-    texts = data.iter_texts(ds, args.dataset_text_field, args.dataset_name)
+    ds = load_dataset(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
+                      streaming=args.dataset_streaming)
+    texts = iter_texts(ds, args.dataset_text_field, args.dataset_name)
     if args.max_train_samples:
         texts = islice(texts, args.max_train_samples)
     held_out: list[str] = []
@@ -101,8 +97,12 @@ def train(args: TokenizerArguments):
     return tokenizer, held_out, stats, seconds
 
 
+ARGUMENTS = (TokenizerArguments,)  # what its flags and config files fill
+
+
 def main(argv: list[str]) -> int:
-    (args,), _ = parse_args([TokenizerArguments], argv, prog="hfllm tokenizer")
+    (args,), _ = parse_args(ARGUMENTS, argv, prog="hfllm tokenizer")
+    args.check_supported("hfllm tokenizer", streaming=True, trains_model=False, held_out=False)
     tokenizer, held_out, stats, seconds = train(args)
     # Measured on held-out text only; a corpus of under 100 texts has none.
     sample = held_out or []

@@ -20,15 +20,14 @@ from pathlib import Path
 import torch
 
 from hfllm import run_folder
-from hfllm.errors import UserError
+from hfllm.errors import UserError, first_line
 from hfllm.generate import GenerateArguments, format_prompt, generate, next_token_distribution, sampling_kwargs
+from hfllm.stages import MODEL_STAGES, REWARD_STAGES
 
 MAX_PROMPT_CHARS = 8000   # a message longer than this is refused before tokenizing
 MAX_NEW_TOKENS = 512      # whatever a client asks for
 MAX_SECONDS = 60.0        # generation time per request (transformers' max_time)
 MAX_SAMPLES = 16          # best-of-N and "same prompt N times"
-CAUSAL_STAGES = ("pretrain", "sft", "dpo", "ppo", "grpo", "rloo")
-REWARD_STAGE = "reward"
 
 # torch's random generator is global: two sampling requests at once would draw from each
 # other's stream and a seed would no longer reproduce. Sampling runs one at a time; greedy
@@ -219,34 +218,25 @@ def repeat(model, tokenizer, text: str, n: int, max_new_tokens: int, temperature
 
 # --- Best-of-N -------------------------------------------------------------------------------
 
-def score(reward, messages: list[dict]) -> float:
-    """The reward model's score of a whole conversation, in the reward model's own chat template."""
-    model, tokenizer = reward
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    limit = context_length(model)
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False, truncation=bool(limit),
-                       max_length=limit).to(model.device)
-    with torch.no_grad():
-        return float(model(**inputs).logits[0, 0])
-
-
 def best_of_n(model, tokenizer, reward, messages: list[dict], system: str | None, sampling: Sampling, n: int,
               expected: str = ""):
-    """n seeded samples, scored by the reward model, best first; with a rule check when ``expected`` is set."""
+    """n seeded samples, scored by the reward model (a RewardModelScorer), best first; with a rule check when
+    ``expected`` is set."""
     import pandas as pd
 
-    from hfllm.builtin_data import answer_is_correct
+    from hfllm.data.builtin import answer_is_correct
 
     for m in messages:
         check_length(m["content"])
     text, max_new, notes = fit_chat(model, tokenizer, messages, system, int(sampling.max_new_tokens))
     answers = sample_answers(model, tokenizer, text, sampling, n, max_new, sampling.seed_value)
     prefix = ([{"role": "system", "content": system}] if system else []) + messages
+    scores = reward([prefix] * len(answers), answers) if reward is not None else None
     rows = []
     for i, answer in enumerate(answers):
         row = {"sample": i + 1}
-        if reward is not None:
-            row["score"] = round(score(reward, [*prefix, {"role": "assistant", "content": answer}]), 4)
+        if scores is not None:
+            row["score"] = round(scores[i], 4)
         if expected and expected.strip():
             row["correct"] = answer_is_correct(answer, expected)
         row["answer"] = answer
@@ -322,7 +312,7 @@ def append_jsonl(path: str | Path, row: dict) -> int:
 
 def is_run_folder(path: Path) -> bool:
     return (path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
-            and any((path / stage).is_dir() for stage in (*CAUSAL_STAGES, REWARD_STAGE)))
+            and any((path / stage).is_dir() for stage in (*MODEL_STAGES, *REWARD_STAGES)))
 
 
 def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | None]:
@@ -332,17 +322,18 @@ def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | 
         path = Path(source).expanduser()
         if is_run_folder(path):
             first_run = first_run or path
-            found = [s for s in CAUSAL_STAGES if run_folder.is_complete(path / s)]
+            found = [s for s in MODEL_STAGES if run_folder.is_complete(path / s)]
             if not found:
-                unfinished = [s for s in CAUSAL_STAGES if (path / s).is_dir()]
+                unfinished = [s for s in MODEL_STAGES if (path / s).is_dir()]
                 raise UserError(f"run folder {source} holds no finished model stage"
                                 + (f" ({', '.join(unfinished)} not finished: no metrics.json)" if unfinished else ""))
             for stage in found:
                 models[_unique(models, f"{path.resolve().name}/{stage}")] = str(path / stage)
-            if reward is None and run_folder.is_complete(path / REWARD_STAGE):
-                reward = str(path / REWARD_STAGE)
+            done = [s for s in REWARD_STAGES if run_folder.is_complete(path / s)]
+            if reward is None and done:
+                reward = str(path / done[0])
         else:
-            from hfllm.model import check_model_source
+            from hfllm.loading import check_model_source
 
             check_model_source(source)  # before any model loads: a typo fails at once
             name = "/".join(path.resolve().parts[-2:]) if path.exists() else source
@@ -364,7 +355,7 @@ def _device():
 def load_model(source: str, trust_remote_code: bool = False):
     """(model, tokenizer) ready for generation; any failure is a one-line UserError."""
     from hfllm.chat_template import ensure_chat_template
-    from hfllm.model import check_model_source, load_causal_lm, load_tokenizer
+    from hfllm.loading import check_model_source, load_causal_lm, load_tokenizer
 
     check_model_source(source)
     try:
@@ -373,54 +364,19 @@ def load_model(source: str, trust_remote_code: bool = False):
     except UserError:
         raise
     except Exception as exc:  # safetensors, json, shape mismatches: one line, not a traceback
-        raise UserError(f"could not load model '{source}': {_first_line(exc)}") from None
+        raise UserError(f"could not load model '{source}': {first_line(exc, with_type=True)}") from None
     if ensure_chat_template(tokenizer):
         print(f"note: {source} has no chat template; the chat tab uses hfllm's (role markers as plain text)")
     return model, tokenizer
 
 
 def load_reward(source: str, trust_remote_code: bool = False):
-    """(AutoModelForSequenceClassification, its tokenizer) for scoring whole conversations."""
-    from hfllm.chat_template import ensure_chat_template
-    from hfllm.model import check_model_source, load_sequence_classifier, load_tokenizer
+    """The reward model as hfllm.rewards' scorer: conversations in, one score each."""
+    from hfllm.rewards import RewardModelScorer
 
-    check_model_source(source, "reward model")
     try:
-        tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
-        model = load_sequence_classifier(source, trust_remote_code=trust_remote_code)
+        return RewardModelScorer(source, device=_device(), dtype="auto", trust_remote_code=trust_remote_code)
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"could not load reward model '{source}': {_first_line(exc)}") from None
-    if model.config.num_labels != 1:
-        raise UserError(f"{source} is a classifier with {model.config.num_labels} labels, not a reward model "
-                        "(one score per conversation); train one with 'hfllm reward'")
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    ensure_chat_template(tokenizer)
-    return model.to(_device()).eval(), tokenizer
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
-
-
-def split_positionals(argv: list[str], bool_flags: set[str]) -> tuple[list[str], list[str]]:
-    """Split `hfllm chat` arguments into model sources and --flags (with their values)."""
-    sources, flags, i = [], [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("-") or arg == "-":
-            sources.append(arg)
-        else:
-            flags.append(arg)
-            name = arg.lstrip("-").split("=", 1)[0].replace("-", "_")
-            takes_value = "=" not in arg and name not in ("h", "help")
-            if takes_value and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                value = argv[i + 1]
-                if name not in bool_flags or value.lower() in ("true", "false", "yes", "no", "1", "0", "t", "f", "y", "n"):
-                    flags.append(value)
-                    i += 1
-        i += 1
-    return sources, flags
+        raise UserError(f"could not load reward model '{source}': {first_line(exc, with_type=True)}") from None

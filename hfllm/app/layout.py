@@ -1,49 +1,29 @@
-"""The Gradio playground: chat, sampling lab, side-by-side compare, best-of-N, tokenizer.
+"""The Gradio playground's layout: chat, sampling lab, side-by-side compare, best-of-N, tokenizer.
 
-    hfllm chat runs/tiny                                  # every finished stage of a run
-    hfllm chat runs/tiny/sft Qwen/Qwen2.5-0.5B-Instruct   # stage folders, HF folders, adapters, Hub ids
-    hfllm chat runs/tiny --reward_model runs/other/reward --preference_file runs/tiny/feedback.jsonl
-    hfllm chat runs/tiny --host 0.0.0.0 --auth me:secret  # reachable from other machines
-    python apps/chat.py runs/tiny
-
-Votes in the Compare tab append preference pairs to a JSONL file that
+``hfllm chat`` (launch.py) loads the models and serves what ``build_app`` builds. Votes in the Compare tab append preference pairs to a JSONL file that
 ``hfllm dpo --dataset_name runs/tiny/feedback.jsonl`` (or ``hfllm reward``) trains on.
-The logic lives in hfllm.app_handlers; this file is the layout and the wiring.
+The logic lives in hfllm.app.handlers; this file is the layout and the wiring.
 """
 
 import functools
 import inspect
-import sys
 import threading
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from hfllm import app_handlers as h
-from hfllm.errors import UserError
+from hfllm.app import handlers as h
+from hfllm.app.launch import CONCURRENCY
+from hfllm.errors import UserError, first_line
 from hfllm.generate import format_prompt, stream
 
-CONCURRENCY = 4  # requests generating at once; the rest wait in the queue
 QUEUE_SIZE = 64
 HISTORY = ["step", "token", "p_before", "p_after"]
 NO_REWARD = ("**No reward model loaded.** Answers are sampled but not scored. Train one with "
              "`hfllm reward --model_name_or_path runs/<name>/sft --output_dir runs/<name>/reward` and start "
-             "`hfllm chat runs/<name>` (its reward stage is picked up), or pass `--reward_model PATH`.")
-
-
-@dataclass
-class ChatArguments:
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0 = every interface)"})
-    port: int = field(default=7860, metadata={"help": "port to serve on"})
-    share: bool = field(default=False, metadata={"help": "open a public gradio.live link (use with --auth)"})
-    auth: str | None = field(default=None, metadata={"help": "require a login, as user:password"})
-    reward_model: str | None = field(default=None, metadata={"help": "reward model folder for best-of-N"})
-    preference_file: str | None = field(default=None, metadata={"help": "JSONL file that Compare votes append to"})
-    concurrency_limit: int = field(default=CONCURRENCY, metadata={"help": "requests that generate at once"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow code from model repos to run"})
+             "`hfllm chat runs/<name>` (its reward stage is picked up), or pass `--reward_model_name_or_path PATH`.")
 
 
 def _ui_errors(fn):
@@ -54,7 +34,7 @@ def _ui_errors(fn):
         if isinstance(exc, UserError):
             return gr.Error(str(exc), print_exception=False)
         traceback.print_exc()
-        return gr.Error(h._first_line(exc))
+        return gr.Error(first_line(exc, with_type=True))
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -124,8 +104,8 @@ def _warn(notes):
 
 def build_app(models: dict, reward=None, preference_file: str | Path = "runs/feedback.jsonl",
               concurrency_limit: int = CONCURRENCY) -> gr.Blocks:
-    """The playground for loaded models: ``models`` maps a name to (model, tokenizer); ``reward`` is
-    (sequence-classification model, tokenizer) or None."""
+    """The playground for loaded models: ``models`` maps a name to (model, tokenizer); ``reward`` is a
+    hfllm.rewards.RewardModelScorer or None."""
     if not models:
         raise UserError("no model to serve")
     names = list(models)
@@ -380,50 +360,3 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                     trigger(tokenize, *tok_io, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=QUEUE_SIZE)
     return demo
-
-
-USAGE = ("usage: hfllm chat RUN_OR_MODEL [RUN_OR_MODEL ...] [--port 7860] [--host 127.0.0.1] [--share] "
-         "[--auth user:pass] [--reward_model PATH] [--preference_file FILE]\n\nEach RUN_OR_MODEL is a run folder "
-         "(runs/tiny: every finished stage, its reward stage for best-of-N), a stage or HF model folder, a LoRA "
-         "adapter folder or a Hub id.\n")
-
-
-def main(argv: list[str]) -> int:
-    from hfllm.config import parse_args
-
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
-    sources, flags = h.split_positionals(argv, bool_flags={"share", "trust_remote_code"})
-    (args,), _ = parse_args([ChatArguments], flags, prog="hfllm chat")
-    if not sources:
-        raise UserError("which model? pass a run folder, a model folder or a Hub id: hfllm chat runs/tiny")
-    auth = None
-    if args.auth is not None:
-        user, sep, password = args.auth.partition(":")
-        if not sep or not user or not password:
-            raise UserError("--auth takes user:password (both non-empty)")
-        auth = (user, password)
-    if (args.share or args.host not in ("127.0.0.1", "localhost", "::1")) and auth is None:
-        print(f"warning: {'--share makes the app public' if args.share else f'--host {args.host} lets other machines in'}"
-              " and anyone who reaches it can run the models; add --auth user:password", file=sys.stderr)
-    if args.concurrency_limit < 1:
-        raise UserError("--concurrency_limit must be >= 1")
-
-    paths, reward_path, first_run = h.find_models(sources)
-    reward_path = args.reward_model or reward_path
-    preference_file = args.preference_file or (first_run / "feedback.jsonl" if first_run else "runs/feedback.jsonl")
-    models = {}
-    for name, path in paths.items():
-        print(f"loading {name} ({path})")
-        models[name] = h.load_model(path, trust_remote_code=args.trust_remote_code)
-    reward = None
-    if reward_path:
-        print(f"loading reward model ({reward_path})")
-        reward = h.load_reward(reward_path, trust_remote_code=args.trust_remote_code)
-    demo = build_app(models, reward, preference_file, args.concurrency_limit)
-    print(f"preference votes go to {preference_file}")
-    try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth, show_error=True)
-    except OSError as exc:
-        raise UserError(f"cannot serve on {args.host}:{args.port}: {h._first_line(exc)} (try another --port)") from None
-    return 0

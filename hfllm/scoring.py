@@ -1,4 +1,6 @@
-"""Answer accuracy: does the model's greedy answer contain the expected key?
+"""Scores of a model on held-out rows: answer correctness and preference accuracy.
+
+Answer accuracy: does the model's greedy answer contain the expected key?
 
 Rows are conversational prompts (``messages`` ending with the assistant's answer,
 or ``prompt`` as a list of messages) with an ``answer`` column, as the built-in
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from hfllm.builtin_data import answer_is_correct  # the one rule check, shared with RL rewards
+from hfllm.data.builtin import answer_is_correct  # the one rule check, shared with RL rewards
+from hfllm.generate import generate_answers
 
 
 def prompt_messages(row: dict) -> list[dict]:
@@ -20,30 +23,6 @@ def prompt_messages(row: dict) -> list[dict]:
         return row["messages"][:-1]
     prompt = row["prompt"]
     return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-
-
-@torch.no_grad()
-def generate_answers(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 32,
-                     batch_size: int = 32, **sampling) -> list[str]:
-    """Answers for a list of conversations, batched with left padding: greedy unless ``sampling``
-    (``do_sample=True, temperature=...``) says otherwise."""
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    was_training = model.training
-    model.eval()
-    answers: list[str] = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                     for p in prompts[i:i + batch_size]]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, **{"do_sample": False, **sampling},
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id)
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return answers
 
 
 def answer_accuracy(model, tokenizer, rows, limit: int = 200, max_new_tokens: int = 32) -> dict:

@@ -14,12 +14,13 @@ file). Every document goes through, in order:
    (whitespace words), too_many_symbols / too_many_digits (share of non-space
    characters), repeated_lines (share of lines repeating an earlier line of the same
    document), language (only with --languages; needs ``pip install langdetect``);
-3. PII scrubbing (hfllm.pii): e-mails, phones, IP addresses and Luhn-valid card numbers
+3. PII scrubbing (hfllm.data.pii): e-mails, phones, IP addresses and Luhn-valid card numbers
    become <EMAIL>, <PHONE>, <IP_ADDRESS>, <CREDIT_CARD>;
 4. exact deduplication on a 128-bit hash of the cleaned text, then near-duplicates: MinHash
    signatures of word shingles (datasketch's affine32 scheme, computed with numpy for a
    whole batch at once) in banded LSH buckets; a candidate is a duplicate when the
-   estimated Jaccard similarity reaches --near_dup_threshold. The first copy is kept.
+   estimated Jaccard similarity reaches --near_dup_threshold. The first copy is kept
+   (hfllm.data.dedup).
 
 Defaults: threshold 0.8 on 5-word shingles, 128 permutations; at least 5 words; at most
 30% symbols, 30% digits, 30% repeated lines; all four PII kinds scrubbed.
@@ -44,7 +45,6 @@ import json
 import os
 import re
 import shutil
-import string
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -53,27 +53,28 @@ from typing import Literal
 
 import numpy as np
 
-from hfllm import pii
-from hfllm.config import parse_args
+from hfllm.config import parse_args, renamed
+from hfllm.data import pii
+from hfllm.data.dedup import deduplicate, permutations, signatures
+from hfllm.data.load import ScriptArguments, first_rows, load_dataset
 from hfllm.errors import UserError
+from hfllm.loading import is_local
 
-BUILDERS = {".txt": "text", ".md": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 TEXT_UNITS = {"line": "line", "document": "paragraph", "file": "document"}  # -> the text builder's sample_by
 RULES = ("empty", "too_short", "too_long", "too_many_symbols", "too_many_digits", "repeated_lines", "language",
          "exact_duplicate", "near_duplicate")
 
 
 @dataclass
-class CleanArguments:
+class CleanArguments(ScriptArguments):
     dataset_name: str | None = field(default=None, metadata={"help": "file, folder of files, saved dataset or Hub id"})
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name"})
-    dataset_train_split: str = field(default="train", metadata={"help": "split to read (Hub or saved dataset)"})
     dataset_text_field: str = field(default="text", metadata={"help": "column holding the text"})
     text_unit: Literal["line", "document", "file"] = field(
         default="line", metadata={"help": ".txt: a document per line, per blank-line separated block, or per file"})
     output_dir: str = field(default="runs/default/data", metadata={"help": "new folder for the cleaned dataset"})
     overwrite: bool = field(default=False, metadata={"help": "replace what output_dir already holds"})
-    max_samples: int | None = field(default=None, metadata={"help": "read at most this many documents"})
+    max_train_samples: int | None = field(default=None, metadata=renamed(
+        "max_samples", help="read at most this many documents"))
     num_proc: int | None = field(default=None, metadata={"help": "worker processes for the map"})
     batch_size: int = field(default=1000, metadata={"help": "documents per map batch"})
     unicode_form: Literal["NFC", "NFKC", "none"] = field(default="NFC", metadata={"help": "unicode normalisation"})
@@ -100,7 +101,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
 _ODD_SPACE = re.compile(r"[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _INNER_SPACES, _TRAILING, _BLANK_LINES = re.compile(r"(?<=\S) {2,}"), re.compile(r" +(?=\n)"), re.compile(r"\n{3,}")
 _SYMBOL, _DIGIT = re.compile(r"[^\w\s]"), re.compile(r"\d")
-_PUNCTUATION_TO_SPACE = str.maketrans({c: " " for c in string.punctuation})
 
 
 def normalize(text: str | None, form: str = "NFC") -> str:
@@ -135,61 +135,13 @@ def quality_issue(text: str, args: CleanArguments, detect=None) -> str | None:
     return None
 
 
-def shingle_hashes(text: str, n: int) -> np.ndarray:
-    """32-bit hashes of the n-word shingles of a text (words lower-cased, ASCII punctuation ignored)."""
-    import xxhash  # a dependency of datasets; stable across processes, unlike hash()
-
-    words = text.lower().translate(_PUNCTUATION_TO_SPACE).split() or [""]
-    h = np.fromiter((xxhash.xxh32_intdigest(w.encode()) for w in words), np.uint64, len(words))
-    k = max(1, len(h) - n + 1)  # a text shorter than n words is one shingle
-    s = np.zeros(k, np.uint64)
-    for j in range(min(n, len(h))):  # polynomial rolling hash of n word hashes, wrapping mod 2^64
-        s = s * np.uint64(0x100000001B3) + h[j:j + k]
-    return (s ^ (s >> np.uint64(32))).astype(np.uint32)
-
-
-def signatures(texts: list[str], n: int, permutations: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """MinHash signatures (len(texts), num_perm): what datasketch's MinHash(scheme="affine32") gives
-    when fed shingle_hashes, computed for a whole batch with a few numpy operations."""
-    a, b = permutations
-    hashes = [shingle_hashes(t, n) for t in texts]
-    owner = np.repeat(np.arange(len(texts)), [len(h) for h in hashes])
-    h = np.concatenate(hashes) if hashes else np.zeros(0, np.uint32)
-    for shift, mult in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):  # MurmurHash3's finaliser, as datasketch mixes inputs
-        h = (h ^ (h >> np.uint32(shift))) * np.uint32(mult)
-    h ^= h >> np.uint32(16)
-    sig = np.full((len(texts), len(a)), np.iinfo(np.uint32).max, np.uint32)
-    for start in range(0, len(h), chunk):  # small chunks stay in the CPU cache: 3x faster than one big one
-        rows, who = h[start:start + chunk], owner[start:start + chunk]
-        first = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])  # rows are grouped by document
-        phv = rows[:, None] * a  # uint32 arithmetic wraps: the permutation a*h+b mod 2^32
-        phv += b
-        sig[who[first]] = np.minimum(sig[who[first]], np.minimum.reduceat(phv, first, axis=0))
-    return sig
-
-
-def _permutations(args: CleanArguments) -> np.ndarray:
-    from datasketch import MinHash
-
-    return MinHash(num_perm=args.num_perm, seed=args.seed, scheme="affine32").permutations
-
-
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[list[int]]:
-    """LSH bucket keys: per signature, a 64-bit hash of each band of `rows` values (band number mixed in)."""
-    s = sig[:, :bands * rows].astype(np.uint64).reshape(len(sig), bands, rows)
-    keys = np.broadcast_to(np.arange(bands, dtype=np.uint64), (len(sig), bands)).copy()
-    for j in range(rows):  # wraps mod 2^64; a rare collision only adds a candidate to verify
-        keys = keys * np.uint64(0x100000001B3) + s[:, :, j]
-    return keys.tolist()
-
-
 # ---------------------------------------------------------------- the steps
 
 def _check(args: CleanArguments) -> None:
     name = args.dataset_name
     if not name:
         raise UserError("--dataset_name is required: a .txt/.jsonl/.json/.csv/.parquet file, a folder or a Hub id")
-    if not Path(name).expanduser().exists() and (Path(name).suffix in BUILDERS or name.startswith((".", "/", "~"))):
+    if is_local(name) and not Path(name).expanduser().exists():
         raise UserError(f"dataset file not found: {name} (check the path)")
     ratios = ("max_symbol_ratio", "max_digit_ratio", "max_repeated_line_ratio")
     for bad, message in [
@@ -224,44 +176,16 @@ def _detector(languages: list[str]):
 
 def load(args: CleanArguments, cache_dir: Path):
     """The documents as a memory-mapped Dataset; local files are converted to Arrow in cache_dir."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
-
-    name, path = args.dataset_name, Path(args.dataset_name).expanduser()
-    if (path / "data" / "state.json").is_file():  # the output folder of an earlier 'hfllm data clean'
-        path = path / "data"
-    if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():  # a save_to_disk folder
-        ds = load_from_disk(str(path))
-        ds = ds[args.dataset_train_split] if isinstance(ds, DatasetDict) else ds
-    elif path.exists():
-        files = sorted(p for p in path.rglob("*") if p.suffix in BUILDERS) if path.is_dir() else [path]
-        kinds = {BUILDERS.get(p.suffix) for p in files}
-        if not files or None in kinds or len(kinds) > 1:
-            raise UserError(f"{name}: expected files of one kind among {', '.join(BUILDERS)}, found "
-                            f"{', '.join(sorted({p.suffix or p.name for p in files})) or 'none'}")
-        if all(p.stat().st_size == 0 for p in files):
-            raise UserError(f"{name} holds no documents")
-        kind = kinds.pop()
-        extra = {"sample_by": TEXT_UNITS[args.text_unit]} if kind == "text" else {}
-        try:
-            ds = load_dataset(kind, data_files=list(map(str, files)), split="train", cache_dir=str(cache_dir), **extra)
-        except Exception as exc:  # malformed JSON/CSV: the innermost cause says where
-            while exc.__cause__ is not None:
-                exc = exc.__cause__
-            raise UserError(f"could not read {name} as {kind}: {str(exc).splitlines()[0][:300]}") from None
-    else:
-        try:
-            ds = load_dataset(name, args.dataset_config, split=args.dataset_train_split)
-        except Exception as exc:  # offline, unknown id, bad split: all the user's to fix
-            raise UserError(f"could not load '{name}' as a file or Hub dataset: {str(exc).splitlines()[0]}") from None
+    name = args.dataset_name
+    ds = load_dataset(name, config=args.dataset_config, split=args.dataset_train_split,
+                      sample_by=TEXT_UNITS[args.text_unit], cache_dir=str(cache_dir))
     column = ds.features.get(args.dataset_text_field)
     if column is None:
         raise UserError(f"{name} has no column '{args.dataset_text_field}' (columns: {', '.join(ds.column_names)}); "
                         "set --dataset_text_field")
     if getattr(column, "dtype", None) not in ("string", "large_string"):
         raise UserError(f"column '{args.dataset_text_field}' of {name} holds {column}, not plain text")
-    if len(ds) == 0:
-        raise UserError(f"{name} holds no documents")
-    return ds.select(range(min(len(ds), args.max_samples))) if args.max_samples else ds
+    return first_rows(ds, args.max_train_samples)
 
 
 def _prepare_batch(batch, args: CleanArguments, perms, detect, tokenizer):
@@ -288,77 +212,6 @@ def _prepare_batch(batch, args: CleanArguments, perms, detect, tokenizer):
         lengths[:] = [len(t.split()) for t in texts]
     return {args.dataset_text_field: texts, "_drop": drop, "_hash": [xxhash.xxh3_128_digest(t.encode()) for t in texts],
             "_minhash": sig, "_length": lengths, **{f"_pii_{k}": v for k, v in counts.items()}}
-
-
-def deduplicate(ds, args: CleanArguments, report: dict) -> np.ndarray:
-    """One sequential pass: the indices of the documents to keep; fills the report's counts.
-
-    datasketch picks the bands (b bands of r rows) for the threshold, weighted to miss few true
-    pairs (false positives 0.05, false negatives 0.95), since every candidate is then verified on
-    its estimated Jaccard: a spurious one costs a lookup, not a document. The buckets are one dict
-    of band key -> kept document (a list when several share it), a quarter of the memory that
-    datasketch's MinHashLSH takes (a set per bucket, every band's bytes stored twice).
-    """
-    from datasketch import MinHashLSH
-
-    lsh = MinHashLSH(args.near_dup_threshold, args.num_perm, weights=(0.05, 0.95))
-    keep, seen, buckets, clusters = np.zeros(len(ds), bool), {}, {}, {}  # clusters: kept -> [copies, a copy]
-    stored = ds.data.column("_minhash")  # memory-mapped: candidates' signatures are read back from disk
-    lengths, removed, found = [], report["removed"], report["pii_found"]
-    start = 0
-    helpers = ds.select_columns([c for c in ds.column_names if c.startswith("_")])
-    for batch in helpers.with_format("arrow").iter(batch_size=10_000):
-        drops, hashes = batch.column("_drop").to_pylist(), batch.column("_hash").to_pylist()
-        sigs = batch.column("_minhash").combine_chunks().flatten().to_numpy().reshape(len(batch), -1)
-        keys = band_keys(sigs, lsh.b, lsh.r) if args.near_dedup else None
-        for j in range(len(batch)):
-            i, reason, rep = start + j, drops[j], None
-            if not reason and args.exact_dedup and hashes[j] in seen:
-                reason, rep = "exact_duplicate", seen[hashes[j]]
-            elif not reason and keys is not None:
-                candidates = set()
-                for key in keys[j]:
-                    bucket = buckets.get(key)
-                    if isinstance(bucket, list):
-                        candidates.update(bucket)
-                    elif bucket is not None:
-                        candidates.add(bucket)
-                score, best = max(((np.mean(stored[c].values.to_numpy() == sigs[j]), c) for c in candidates),
-                                  default=(0.0, None))
-                if score >= args.near_dup_threshold:
-                    reason, rep = "near_duplicate", best
-                else:
-                    for key in keys[j]:
-                        bucket = buckets.setdefault(key, i)
-                        if isinstance(bucket, list):
-                            bucket.append(i)
-                        elif bucket != i:
-                            buckets[key] = [bucket, i]
-            if reason:
-                removed[reason] += 1
-                if rep is not None:
-                    clusters.setdefault(rep, [0, i])[0] += 1
-                    if args.exact_dedup:  # later copies of this text point at the kept document
-                        seen.setdefault(hashes[j], rep)
-                continue
-            keep[i] = True
-            if args.exact_dedup:
-                seen[hashes[j]] = i
-        kept = keep[start:start + len(batch)]
-        lengths.append(batch.column("_length").to_numpy()[kept])
-        for kind in pii.KINDS:
-            found[kind] += int(batch.column(f"_pii_{kind}").to_numpy()[kept].sum())
-        start += len(batch)
-    biggest = sorted(clusters.items(), key=lambda kv: -kv[1][0])[:5]
-    text = ds.data.column(args.dataset_text_field)
-    report["duplicate_clusters"] = {
-        "count": len(clusters), "largest": 1 + biggest[0][1][0] if biggest else 0,
-        "examples": [{"size": 1 + n, "kept": text[rep].as_py()[:120], "removed": text[dup].as_py()[:120]}
-                     for rep, (n, dup) in biggest]}
-    report["near_dedup"] = {"threshold": args.near_dup_threshold, "shingle_size": args.shingle_size,
-                            "num_perm": args.num_perm, "bands": lsh.b, "rows_per_band": lsh.r}
-    report["_lengths"] = np.concatenate(lengths)
-    return np.flatnonzero(keep)
 
 
 def plot_histogram(lengths: np.ndarray, path: Path, unit: str) -> dict:
@@ -389,9 +242,9 @@ def clean(args: CleanArguments) -> dict:
         raise UserError(f"output_dir {args.output_dir} and the input {args.dataset_name} overlap; keep them apart")
     detect, tokenizer = _detector(args.languages), None
     if args.tokenizer_name_or_path:
-        from transformers import AutoTokenizer
+        from hfllm.loading import load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path)
+        tokenizer = load_tokenizer(args.tokenizer_name_or_path)
     tmp, old = (out.parent / f".{out.name}.{what}-{os.getpid()}" for what in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "cache").mkdir(parents=True)
@@ -420,7 +273,7 @@ def _clean_into(args: CleanArguments, tmp: Path, detect, tokenizer) -> dict:
     features = Features({**ds.features, "_drop": Value("string"), "_hash": Value("binary"),
                          "_minhash": List(Value("uint32"), length=args.num_perm), "_length": Value("int64"),
                          **{f"_pii_{k}": Value("int32") for k in pii.KINDS}})
-    kwargs = {"args": args, "perms": _permutations(args), "detect": detect, "tokenizer": tokenizer}
+    kwargs = {"args": args, "perms": permutations(args.num_perm, args.seed), "detect": detect, "tokenizer": tokenizer}
     prepared = ds.map(_prepare_batch, batched=True, batch_size=args.batch_size, num_proc=args.num_proc,
                       features=features, fn_kwargs=kwargs, cache_file_name=str(tmp / "cache" / "prepared.arrow"),
                       desc="normalise, filter, scrub, hash")
@@ -465,6 +318,9 @@ commands:
 'hfllm data clean --help' lists every option."""
 
 
+ARGUMENTS = (CleanArguments,)  # what its flags and config files fill
+
+
 def main(argv: list[str]) -> int:
     argv = list(argv)
     if argv and argv[0] == "clean":
@@ -480,7 +336,8 @@ def main(argv: list[str]) -> int:
 
         HfArgumentParser([CleanArguments], prog="hfllm data clean").print_help()
         return 0
-    (args,), _ = parse_args([CleanArguments], argv, prog="hfllm data clean")
+    (args,), _ = parse_args(ARGUMENTS, argv, prog="hfllm data clean")
+    args.check_supported("hfllm data clean", trains_model=False, held_out=False)
     report = clean(args)
     print_report(report, args.output_dir)
     return 0

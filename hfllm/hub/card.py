@@ -1,8 +1,8 @@
 """The model card (README.md) of a pushed stage: Hub metadata plus what hfllm knows about the run.
 
-Built with ``huggingface_hub.ModelCardData`` (the YAML header the Hub indexes: license,
-base_model, datasets, tags, pipeline_tag, library_name) and a Markdown body made only of
-facts found in the stage folder and its run: how to use the model, the stage and what it
+Rendered with ``huggingface_hub.ModelCard.from_template`` from ``card.md`` beside this file:
+``ModelCardData`` is the YAML header the Hub indexes (license, base_model, datasets, tags,
+pipeline_tag, library_name), the template's body holds only facts found in the stage folder and its run: how to use the model, the stage and what it
 started from, the important hyperparameters (``hfllm_args.yaml``), the results
 (``metrics.json``), the loss curve, and the lineage of the run's other stages. Local paths
 are never written out in full (they name the user's folders); tokens never reach it.
@@ -17,19 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from hfllm.loading import is_local
 from hfllm.run_folder import read_metrics
+from hfllm.stages import STAGES
 
-STAGE_ORDER = ("tokenizer", "pretrain", "sft", "reward", "dpo", "rloo", "ppo", "grpo")
-STAGE_TEXT = {
-    "tokenizer": "a byte-level BPE tokenizer trained with `tokenizers`",
-    "pretrain": "pretraining on next-token prediction with `transformers.Trainer`",
-    "sft": "supervised fine-tuning with `trl.SFTTrainer`",
-    "reward": "a reward model trained on preference pairs with `trl.RewardTrainer`",
-    "dpo": "direct preference optimisation with `trl.DPOTrainer`",
-    "rloo": "RLOO reinforcement learning with `trl.RLOOTrainer`",
-    "ppo": "PPO reinforcement learning against a reward model or rule rewards",
-    "grpo": "GRPO reinforcement learning with `trl.GRPOTrainer`",
-}
+TEMPLATE = Path(__file__).with_name("card.md")
 # The hyperparameters worth a line in the card, in this order, when the stage recorded them.
 HYPERPARAMETERS = ("model_type", "preset", "hidden_size", "num_hidden_layers", "num_attention_heads",
                    "vocab_size", "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "max_steps",
@@ -37,7 +29,6 @@ HYPERPARAMETERS = ("model_type", "preset", "hidden_size", "num_hidden_layers", "
                    "max_length", "beta", "num_generations", "weight_decay", "lora_r", "lora_alpha", "lora_dropout",
                    "lora_target_modules", "seed")
 KEY_RESULTS = ("eval_loss", "perplexity", "answer_accuracy", "eval_accuracy", "accuracy", "train_loss")
-DATA_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".md")
 
 
 @dataclass
@@ -58,11 +49,9 @@ def is_hub_id(name, dataset: bool = False) -> bool:
     """A name that can only mean a Hub repo: not a local path, not builtin:, shaped like user/name."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    if not isinstance(name, str) or not name or name.startswith(("builtin:", ".", "/", "~")):
+    if not isinstance(name, str) or not name or name.startswith("builtin:") or is_local(name):
         return False
-    if Path(name).expanduser().exists() or name.lower().endswith(DATA_SUFFIXES):
-        return False
-    if name.count("/") != 1 and (dataset or name.count("/") > 1):
+    if dataset and name.count("/") != 1:  # a dataset worth a link is user/name
         return False
     try:
         validate_repo_id(name)
@@ -113,7 +102,7 @@ def lineage(folder: Path) -> list[dict]:
                      "from": f"`{origin}` stage" if origin else (f"`{short(source)}`" if source else "scratch"),
                      "origin": origin, "datasets": datasets_of(read_args(d), metrics),
                      "finished": metrics.get("finished_at", "-"), "results": _key_results(metrics)})
-    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    order = {s: i for i, s in enumerate(STAGES)}
     return sorted(rows, key=lambda r: (order.get(r["stage"], len(order)), r["finished"]))
 
 
@@ -207,7 +196,7 @@ def usage(info: CardInfo, repo_id: str, revision: str | None) -> str:
 def _versions(info: CardInfo) -> str:
     names = ["hfllm", "transformers", "torch", "huggingface_hub"]
     names += ["peft"] if info.kind in ("adapter", "merged") or info.args.get("use_peft") else []
-    names += ["trl"] if info.stage in ("sft", "reward", "dpo", "rloo", "ppo", "grpo") else []
+    names += ["trl"] if info.stage in STAGES and STAGES[info.stage].trl else []
     lines = []
     for name in names:
         try:
@@ -226,19 +215,18 @@ def _data_lines(used: list[tuple[str, str]], hub_datasets: list[str], endpoint: 
             text = f"[{name}]({endpoint}/datasets/{name})"
         else:
             text = f"a local dataset (`{short(name)}`)"
-        lines.append(f"- {stage} data: {text}")
+        lines.append(f"{stage} data: {text}")
     return lines
 
 
-def _lineage_lines(rows: list[dict]) -> list[str]:
-    lines = ["", "### Lineage", "", "Finished stages of the run, in pipeline order (this model in bold):", "",
-             "| stage | started from | data | finished | results |", "|---|---|---|---|---|"]
+def _lineage_table(rows: list[dict]) -> str:
+    lines = ["| stage | started from | data | finished | results |", "|---|---|---|---|---|"]
     for r in rows:
         data = ", ".join(d if d.startswith("builtin:") else short(d) for d in r["datasets"]) or "-"
         cells = [_fmt(c) for c in (r["name"], r["from"], data, r["finished"], r["results"] or "-")]
         cells[0] = f"**{cells[0]}**" if r["this"] else cells[0]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return "\n".join(lines)
 
 
 def build_card(info: CardInfo, repo_id: str, *, license: str = "apache-2.0", revision: str | None = None,
@@ -261,29 +249,22 @@ def build_card(info: CardInfo, repo_id: str, *, license: str = "apache-2.0", rev
     what = {"model": "a full model (weights + tokenizer)", "tokenizer": "a tokenizer",
             "adapter": f"a LoRA adapter: load it on top of its base model {base}",
             "merged": f"a standalone model: the LoRA adapter trained in this stage merged into its base {base}"}
-    stage_text = STAGE_TEXT.get(info.stage, info.stage)
-    body = [f"# {repo_id.split('/')[-1]}", "",
-            f"The `{info.stage}` stage of the hfllm run `{info.folder.resolve().parent.name}`: {stage_text}. "
-            f"This repository holds {what[info.kind]}.", "",
-            "## Usage", "", "```python", usage(info, repo_id, revision), "```", ""]
+    generate_command = None
     if info.kind != "tokenizer" and info.task == "text-generation":
         prompt = '--chat --prompt "What is 3 + 4?"' if chat_usage(info) else '--prompt "Once upon a time"'
-        body += [f"With hfllm: `hfllm generate --model {repo_id} {prompt}`", ""]
-    body += ["## Training", "", f"- stage: `{info.stage}` ({stage_text})"]
-    if info.kind != "tokenizer":
-        body.append(f"- started from: {base if info.base or info.base_display else 'scratch (a new model)'}")
-    body += _data_lines(used, hub_datasets, endpoint)
-    if hyper := hyperparameters(info.args, info.metrics):
-        body += ["", "### Hyperparameters", "", _table(hyper)]
-    if results := result_table(info.metrics):
-        body += ["", "### Results", "", _table(results, ("metric", "value"))]
-    body += ["", "![training loss](loss.png)"] if has_loss_plot else []
-    if isinstance(info.metrics.get("sample"), str):
-        sample = info.metrics["sample"].replace("`", "'")  # cannot close the code block
-        body += ["", "A sample at the end of training:", "", "```text", sample, "```"]
-    body += _lineage_lines(rows) if len(rows) > 1 else []
-    body += ["", "## Framework versions", "", _versions(info), ""]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+        generate_command = f"hfllm generate --model_name_or_path {repo_id} {prompt}"
+    hyper, results = hyperparameters(info.args, info.metrics), result_table(info.metrics)
+    sample = info.metrics.get("sample")
+    return ModelCard.from_template(
+        data, template_path=str(TEMPLATE), name=repo_id.split("/")[-1], stage=info.stage,
+        run=info.folder.resolve().parent.name, stage_text=STAGES[info.stage].card if info.stage in STAGES else
+        info.stage, what=what[info.kind], usage=usage(info, repo_id, revision), generate_command=generate_command,
+        started_from=None if info.kind == "tokenizer" else base if info.base or info.base_display else
+        "scratch (a new model)", data_lines=_data_lines(used, hub_datasets, endpoint),
+        hyperparameters=_table(hyper) if hyper else None,
+        results=_table(results, ("metric", "value")) if results else None, loss_plot=has_loss_plot,
+        sample=sample.replace("`", "'") if isinstance(sample, str) else None,  # cannot close the code block
+        lineage=_lineage_table(rows) if len(rows) > 1 else None, versions=_versions(info))
 
 
 def check_card(path: str | Path) -> dict:

@@ -8,7 +8,7 @@
 
 What goes up is staged in a temporary folder first: the stage folder's files minus training
 leftovers (checkpoint-* folders, training_args.bin, optimizer states) and secret-looking files,
-plus a generated model card (README.md, see hfllm.model_card); the user's folder is never
+plus a generated model card (README.md, see hfllm.hub.card); the user's folder is never
 modified. An adapter must name a base that others can download: a local base path is replaced
 by ``--base_repo_id`` (push the base first), or by the hub_model_id its stage pushed itself to.
 The token comes from ``--token``, HF_TOKEN or ``hf auth login``; it is never printed or written.
@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,10 @@ from pathlib import Path
 import yaml
 
 from hfllm import run_folder
-from hfllm.config import SECRET_FIELDS, parse_args
-from hfllm.errors import UserError
-from hfllm.model_card import CardInfo, build_card, check_card, is_hub_id, lineage, read_args, short, source_of
-
-RUN_DEFAULT_STAGES = ("ppo", "grpo", "rloo", "dpo", "sft", "pretrain")  # a run folder pushes one of these
+from hfllm.config import SECRET_FIELDS, parse_args, renamed
+from hfllm.errors import UserError, first_line
+from hfllm.hub.card import CardInfo, build_card, check_card, is_hub_id, lineage, read_args, short, source_of
+from hfllm.stages import MODEL_STAGES  # a run folder pushes one of these
 # Never uploaded (also upload_folder's ignore_patterns): training leftovers and secret-looking files.
 NEVER_UPLOAD = ("checkpoint-*", "checkpoint-*/**", "training_args.bin", "optimizer.*", "scheduler.pt", "scaler.pt",
                 "rng_state*", "trainer_state.json", "*.tmp", "*.env", ".env", ".netrc", "*.pem", "*.key", "id_rsa*",
@@ -48,11 +46,11 @@ TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".md", ".txt", ".jinja", ".py", ".cfg
 
 @dataclass
 class PushArguments:
-    folder: str | None = field(default=None, metadata={"help": "stage folder (runs/x/sft) or run folder (runs/x); "
-                                                               "may be given without --folder"})
+    model_name_or_path: str | None = field(default=None, metadata=renamed(
+        "folder", help="stage folder (runs/x/sft) or run folder (runs/x); may be given without the flag"))
     repo_id: str | None = field(default=None, metadata={"help": "where to push: user/name (or org/name)"})
     stage: str | None = field(default=None, metadata={"help": "with a run folder: the stage to push (default: the "
-                                                              f"latest finished of {'/'.join(RUN_DEFAULT_STAGES)})"})
+                                                              f"latest finished of {'/'.join(MODEL_STAGES)})"})
     merge: bool = field(default=False, metadata={"help": "merge a LoRA adapter into its base; push a standalone model"})
     base_repo_id: str | None = field(default=None, metadata={"help": "Hub id of the base model (replaces a local "
                                                                      "base path in an adapter's adapter_config.json)"})
@@ -106,10 +104,10 @@ def find_stage(folder: str, stage: str | None) -> tuple[Path, str]:
             raise UserError(f"stage '{stage}' {state} in {folder}; finished stages: {', '.join(done) or 'none'}")
         chosen = done[stage]
     else:
-        candidates = [done[s] for s in RUN_DEFAULT_STAGES if s in done]
+        candidates = [done[s] for s in MODEL_STAGES if s in done]
         if not candidates:
             raise UserError(f"{folder} is neither a finished stage folder (no metrics.json) nor a run folder with a "
-                            f"finished {'/'.join(RUN_DEFAULT_STAGES)} stage"
+                            f"finished {'/'.join(MODEL_STAGES)} stage"
                             + (f" (finished: {', '.join(done)}; choose one with --stage)" if done else ""))
         chosen = max(candidates, key=lambda d: (run_folder.read_metrics(d).get("finished_at", ""),
                                                 (d / "metrics.json").stat().st_mtime))
@@ -165,31 +163,11 @@ def clean_args(args: dict, token: str | None) -> dict:
 
 
 def merge_adapter(info: CardInfo, dest: Path, token: str | None) -> None:
-    """Merge the adapter into its base (peft merge_and_unload); save the standalone model + tokenizer."""
-    from peft import AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification
+    """The standalone model + tokenizer of an adapter merged into its base (hfllm merge's save_merged)."""
+    from hfllm.stages.merge import save_merged
 
-    from hfllm.model import check_safe_weights
-
-    auto = AutoPeftModelForSequenceClassification if info.task == "text-classification" else AutoPeftModelForCausalLM
     say(f"merging the LoRA adapter into its base {short(info.base_display)}")
-    for folder in filter(None, (str(info.folder), info.base_display)):  # never unpickle (Hub: use_safetensors)
-        check_safe_weights(folder)
-    try:
-        with warnings.catch_warnings():  # peft calls APIs that transformers has deprecated
-            warnings.simplefilter("ignore", FutureWarning)
-            model = auto.from_pretrained(str(info.folder), dtype="auto", token=token, use_safetensors=True)
-    except OSError as exc:
-        raise UserError(f"could not load the adapter's base model {short(info.base_display)}: "
-                        f"{str(exc).strip().splitlines()[0]}") from None
-    model.merge_and_unload().save_pretrained(dest)
-    source = info.folder if (info.folder / "tokenizer_config.json").is_file() else Path(info.base_display or "")
-    if not source.is_dir():  # the base is a Hub id and the adapter folder kept no tokenizer
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(info.base_display, token=token).save_pretrained(dest)
-    for name in TOKENIZER_FILES:
-        if source.is_dir() and (source / name).is_file():
-            shutil.copy2(source / name, dest / name)
+    save_merged(str(info.folder), str(dest), token=token)
 
 
 def stage_files(info: CardInfo, dest: Path, repo_id: str, *, license: str, revision: str | None,
@@ -263,10 +241,9 @@ def hub_errors(repo_id: str):
         if status is not None and status >= 500:
             raise UserError(f"the Hub at {endpoint} failed (HTTP {status}); nothing was committed, try again later") \
                 from None
-        raise UserError(f"the Hub at {endpoint} refused the push (HTTP {status}): "
-                        f"{str(exc).strip().splitlines()[0]}") from None
+        raise UserError(f"the Hub at {endpoint} refused the push (HTTP {status}): {first_line(exc)}") from None
     except (transport_error, ConnectionError, TimeoutError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+        detail = first_line(exc) if str(exc).strip() else "no answer"
         raise UserError(f"could not reach the Hub at {endpoint} ({type(exc).__name__}: {detail}); "
                         "check the network or HF_ENDPOINT") from None
 
@@ -342,38 +319,22 @@ def _report(info: CardInfo, staged: Path, skipped: list[str]) -> None:
         say(f"left out: {', '.join(skipped)}")
 
 
-def push_stage(output_dir: str, hub_model_id: str | None, token: str | None = None, private: bool = False,
-               revision: str | None = None, *, commit_message: str | None = None, merge: bool = False,
-               base_repo_id: str | None = None, license: str = "apache-2.0") -> str:
-    """Push a finished stage folder with its card (what a stage calls at its end with push_to_hub: true).
+def repo_for_stage(hub_model_id: str | None, output_dir: str | Path, token: str | None = None) -> str:
+    """Where a stage with push_to_hub pushes: ``hub_model_id``; one with no namespace (or none at all) goes
+    under the token's user (as in transformers), named ``<run>-<stage>`` by default."""
+    if hub_model_id and "/" in hub_model_id:
+        return check_repo_id(hub_model_id)
+    from huggingface_hub import HfApi
 
-    A ``hub_model_id`` that is None or has no namespace goes under the token's user (as in transformers),
-    named ``<run>-<stage>`` by default. Returns the URL.
-    """
-    if not hub_model_id or "/" not in hub_model_id:
-        from huggingface_hub import HfApi
-
-        token, folder = resolve_token(token), Path(output_dir).resolve()
-        with hub_errors(hub_model_id or folder.name):
-            user = HfApi(token=token).whoami()["name"]
-        hub_model_id = f"{user}/{hub_model_id or f'{folder.parent.name}-{folder.name}'}"
-    return push(output_dir, hub_model_id, merge=merge, base_repo_id=base_repo_id, revision=revision,
-                private=bool(private), commit_message=commit_message, license=license, token=token)
-
-
-def push_stage_from_args(args) -> str:
-    """push_stage with TrainingArguments' hub options (hub_model_id, hub_token, hub_private_repo, hub_revision).
-    hub_strategy is about pushing checkpoints during training, which hfllm leaves to the Trainer."""
-    from hfllm.config import secret
-
-    token = getattr(args, "hub_token", None) or secret("hub_token")  # parse_args keeps it out of the args
-    return push_stage(args.output_dir, getattr(args, "hub_model_id", None), token=token,
-                      private=bool(getattr(args, "hub_private_repo", False)),
-                      revision=getattr(args, "hub_revision", None))
+    folder = Path(output_dir).resolve()
+    name = hub_model_id or f"{folder.parent.name}-{folder.name}"
+    with hub_errors(name):
+        user = HfApi(token=resolve_token(token)).whoami()["name"]
+    return check_repo_id(f"{user}/{name}")
 
 
 def _folder_as_flag(argv: list[str]) -> list[str]:
-    """``hfllm push FOLDER --repo_id x`` (the folder anywhere) -> ``--folder FOLDER --repo_id x``."""
+    """``hfllm push FOLDER --repo_id x`` (the folder anywhere) -> ``--model_name_or_path FOLDER --repo_id x``."""
     bools = {"merge", "private", "dry_run"}
     out, bare, i = [], [], 0
     while i < len(argv):
@@ -390,7 +351,7 @@ def _folder_as_flag(argv: list[str]) -> list[str]:
         i += 1
     if len(bare) > 1:  # the words are not echoed: one of them could be a token
         raise UserError(f"expected one folder, got {len(bare)} bare arguments (flags look like --name value)")
-    return ["--folder", bare[0], *out] if bare else out
+    return ["--model_name_or_path", bare[0], *out] if bare else out
 
 
 def main(argv: list[str]) -> int:
@@ -404,9 +365,9 @@ def main(argv: list[str]) -> int:
                                formatter_class=argparse.RawDescriptionHelpFormatter).format_help())
         return 0
     (args,), _ = parse_args([PushArguments], _folder_as_flag(list(argv)), prog="hfllm push")
-    if not args.folder:
+    if not args.model_name_or_path:
         raise UserError("which folder? usage: hfllm push RUN_OR_STAGE_FOLDER --repo_id user/name")
-    push(args.folder, args.repo_id, stage=args.stage, merge=args.merge, base_repo_id=args.base_repo_id,
+    push(args.model_name_or_path, args.repo_id, stage=args.stage, merge=args.merge, base_repo_id=args.base_repo_id,
          revision=args.revision, private=args.private, commit_message=args.commit_message, license=args.license,
          token=args.token, dry_run=args.dry_run, output_dir=args.output_dir)
     return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from hfllm.errors import UserError
+from hfllm.errors import UserError, first_line
 
 SFT_FORMATS = ("text", "messages", "prompt_completion", "alpaca")
 PREFERENCE_FORMATS = ("preference", "implicit_preference", "hh")
@@ -145,32 +145,43 @@ def hh_to_preference(row: dict, where: str) -> dict | None:
 
 
 def normalise(ds, kind: str, dataset_name: str, fmt: str = "auto"):
-    """Check and convert every row; returns (dataset, format, number of rows dropped as empty)."""
-    import datasets
+    """Check and convert every row; returns (dataset, format, number of rows dropped as empty).
 
+    ``Dataset.filter`` then ``Dataset.map``: the rows stream through in batches and the result is
+    memory-mapped from the datasets cache (reused when the same data comes again), never a list in RAM.
+    """
     fmt = detect(ds.column_names, kind, dataset_name) if fmt in ("auto", None) else fmt
     allowed = SFT_FORMATS if kind == "sft" else PREFERENCE_FORMATS + ("implicit_preference",)
     if fmt not in allowed:
         raise UserError(f"dataset_format '{fmt}' is not a {kind} format; choose one of {', '.join(allowed)}")
-    rows, dropped = [], 0
-    for i, row in enumerate(ds):
-        out = convert_row(row, fmt, f"{dataset_name}, row {i + 1}")
-        if out is None:
-            dropped += 1
-            continue
-        # Extra columns (e.g. a checkable 'answer') ride along for evaluation.
-        rows.append({**out, **({"answer": row["answer"]} if "answer" in row else {})})
-    if not rows:
+
+    def usable(row, i):  # raises, naming the row, on a row that fits no format
+        return convert_row(row, fmt, f"{dataset_name}, row {i + 1}") is not None
+
+    kept = ds.filter(usable, with_indices=True, desc="checking rows")
+    dropped = len(ds) - len(kept)
+    if not len(kept):
         raise UserError(f"dataset '{dataset_name}' has no usable rows ({dropped} had empty answers)")
     if dropped:
         print(f"note: dropped {dropped} rows of '{dataset_name}' with an empty answer")
-    _check_same_shape(rows, dataset_name)
+    extra = [c for c in ("answer",) if c in ds.column_names]  # a checkable answer rides along for evaluation
+    shapes: dict[str, tuple[int, str]] = {}
+
+    def convert(row, i):
+        out = {**convert_row(row, fmt, dataset_name), **{c: row[c] for c in extra}}
+        if fmt == "implicit_preference":
+            out.setdefault("prompt", None)  # HH transcripts give one; every row needs the same columns
+        _check_same_shape(out, i, shapes, dataset_name)
+        return out
+
     try:
-        return datasets.Dataset.from_list(rows), fmt, dropped
+        converted = kept.map(convert, with_indices=True, remove_columns=kept.column_names, desc="converting rows")
     except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError: rows Arrow cannot unify
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"dataset '{dataset_name}': its rows do not fit one table ({first}); "
+        raise UserError(f"dataset '{dataset_name}': its rows do not fit one table ({first_line(exc)}); "
                         "give every row the same fields and shapes") from None
+    if "prompt" in converted.column_names and converted.data.column("prompt").null_count == len(converted):
+        converted = converted.remove_columns("prompt")
+    return converted, fmt, dropped
 
 
 def _shape(value) -> str:
@@ -178,42 +189,40 @@ def _shape(value) -> str:
         type(value).__name__
 
 
-def _check_same_shape(rows: list[dict], dataset_name: str) -> None:
-    """One table needs one type per column: text in one row and messages in another cannot mix."""
-    first: dict[str, tuple[int, str]] = {}
-    for i, row in enumerate(rows):
-        for key, value in row.items():
-            if value is None:
-                continue
-            shape = _shape(value)
-            seen = first.setdefault(key, (i, shape))
-            if seen[1] != shape:
-                raise UserError(f"{dataset_name}: after conversion, '{key}' is {shape} in usable row {i + 1} but "
-                                f"{seen[1]} in usable row {seen[0] + 1}; give every row the same shape "
-                                "(all text, or all messages)")
+def _check_same_shape(row: dict, i: int, first: dict[str, tuple[int, str]], dataset_name: str) -> None:
+    """One table needs one type per column: text in one row and messages in another cannot mix. ``first``
+    holds each column's shape in the first usable row that had it (``i`` counts usable rows)."""
+    for key, value in row.items():
+        if value is None:
+            continue
+        shape = _shape(value)
+        seen = first.setdefault(key, (i, shape))
+        if seen[1] != shape:
+            raise UserError(f"{dataset_name}: after conversion, '{key}' is {shape} in usable row {i + 1} but "
+                            f"{seen[1]} in usable row {seen[0] + 1}; give every row the same shape "
+                            "(all text, or all messages)")
 
 
 def load_train_eval(args, kind: str, seed: int):
     """Train and eval datasets from a stage's script arguments, checked and converted.
 
-    The eval set is, in order of preference: ``eval_dataset_name``, the
-    ``dataset_test_split`` of the same dataset, or ``eval_split_size`` rows held out
-    of the training data. Returns (train, eval or None, format, rows dropped as empty).
+    The eval set is, in order of preference: ``eval_dataset_name`` or the ``dataset_test_split``
+    of the same dataset (``args.eval_source()``), or ``eval_split_size`` rows held out of the
+    training data. Returns (train, eval or None, format, rows dropped as empty).
     """
-    from hfllm import data
+    from hfllm.data.load import first_rows, load_dataset
 
     fmt = getattr(args, "dataset_format", "auto")
 
-    def load_one(name, split, limit=None):
-        ds = data.load(name, config=args.dataset_config, split=split)
-        if limit:
-            ds = ds.select(range(min(limit, len(ds))))
+    def load_one(name, split, config, limit=None):
+        ds = first_rows(load_dataset(name, config=config, split=split), limit)
         return normalise(ds, kind, name, fmt)
 
-    train, fmt, dropped = load_one(args.dataset_name, args.dataset_train_split, args.max_train_samples)
+    train, fmt, dropped = load_one(args.dataset_name, args.dataset_train_split, args.dataset_config,
+                                   args.max_train_samples)
     eval_ds = None
-    if args.eval_dataset_name or args.dataset_test_split:
-        eval_ds = load_one(args.eval_dataset_name or args.dataset_name, args.dataset_test_split or "train")[0]
+    if (source := args.eval_source()) is not None:
+        eval_ds = load_one(*source)[0]
     elif args.eval_split_size:
         size = args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size)
         if size >= len(train):

@@ -1,0 +1,1 @@
+"""The Gradio playground: `hfllm chat` (launch.py), the layout (layout.py), its logic without Gradio (handlers.py)."""

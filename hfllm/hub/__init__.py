@@ -1,0 +1,1 @@
+"""Pushing a stage folder to the Hugging Face Hub (push.py) with its model card (card.py)."""

@@ -1,0 +1,304 @@
+"""The frame every training stage runs in, so that a stage module reads as its own recipe only.
+
+    run = Run.start("dpo", argv, (DPOScriptArguments, DPOConfig, ModelConfig), defaults={...})
+    ...                                           # the stage's own checks of its arguments
+    run.prepare()                                 # the output folder (resume?), the seed
+    train_ds, eval_ds = ...                       # the stage's data
+    tokenizer = run.load_tokenizer()
+    model = run.load_model(load_causal_lm, tokenizer)
+    trainer = DPOTrainer(model=model, args=run.config, ...)
+    result = run.train(trainer)
+    run.save(trainer, tokenizer)                  # every process
+    run.finish({...metrics...}, trainer, plot="DPO loss", lines=[...])   # the main process writes
+
+``Run.start`` parses the flags and YAML (with the per-device defaults), checks the model sources,
+and takes the push flag and the Hub token off the trainer's arguments (the Trainer pickles them
+into every checkpoint; hfllm pushes once, at the end, with the model card). ``prepare`` runs
+``run_folder.prepare`` on the main process first (it alone removes a folder being overwritten;
+then the others agree on resuming), and seeds. ``finish`` writes, on the main process only, the
+resolved arguments, the loss plot and metrics.json (last: the folder is then complete), then
+pushes when asked and prints the summary.
+
+Ctrl-C (or SIGTERM) during training saves a checkpoint, then stops; running the same command
+resumes. The first SIGINT only raises a flag. At the end of the optimizer step under way a
+TrainerCallback sets ``should_save`` and ``should_training_stop``, so the Trainer writes
+``checkpoint-N`` and leaves its loop; then KeyboardInterrupt carries on up to hfllm.cli, which
+exits with 130 (143 for SIGTERM) and no metrics.json, so the folder reads as interrupted and is
+resumed next time. A second signal stops at once. SIGTERM, what schedulers and ``kill`` send
+before SIGKILL, is passed on to a handler set before ours (transformers'
+``--enable_jit_checkpoint``), whose stop would otherwise look like the end of training and mark
+the stage complete. ``catch_stop_signals`` serves loops of our own (hfllm ppo) the same way: they
+read ``request.signum`` between updates, save, and call ``request.stop()``.
+
+Under several processes every rank must stop at the same step, or the others would wait
+forever in the next collective. The flags are summed over a CPU (gloo) group without
+blocking: the sum started at step k is read at step k+1, so a signal that reached any
+rank stops them all one step later, and the GPU is never made to wait for it.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from hfllm import run_folder
+from hfllm.chat_template import ensure_chat_template, set_stop_tokens
+from hfllm.config import parse_args, save_config
+from hfllm.errors import UserError
+from hfllm.loading import check_model_source, load_tokenizer
+from hfllm.model import torch_dtype, training_defaults
+
+
+# Where stages name models to load: checked at the start, so a typo never waits for the data.
+SOURCES = (("model", "model_name_or_path", "model"), ("args", "model_name_or_path", "model"),
+           ("args", "tokenizer_name_or_path", "tokenizer"), ("args", "reward_model_name_or_path", "reward model"),
+           ("args", "value_model_name_or_path", "value model"))
+
+
+class Run:
+    """One run of a training stage: its parsed arguments, output folder, checkpoint and push settings."""
+
+    def __init__(self, stage: str, parsed: list, explicit: set[str]):
+        from trl import ModelConfig
+
+        self.stage, self.parsed, self.explicit = stage, parsed, explicit
+        self.args = parsed[0]  # the stage's script arguments (hfllm.data.load.ScriptArguments)
+        self.config = next((p for p in parsed if hasattr(p, "output_dir")), self.args)  # what the trainer reads
+        self.model_args = next((p for p in parsed if isinstance(p, ModelConfig)), None)
+        self.output_dir = Path(self.config.output_dir)
+        # Pushed by hfllm.hub at the end, with the card: never by the Trainer, whose arguments (pickled into
+        # training_args.bin in every checkpoint) must not hold the token either.
+        self.push, self.hub_token = bool(getattr(self.config, "push_to_hub", False)), None
+        if hasattr(self.config, "push_to_hub"):
+            self.hub_token, self.config.push_to_hub, self.config.hub_token = self.config.hub_token, False, None
+        self.resume_from = None
+
+    @classmethod
+    def start(cls, stage: str, argv: list[str], dataclass_types: list, *, defaults: dict | None = None,
+              needs_model: str | None = None) -> "Run":
+        """Parse (per-device defaults under the stage's), check every model source named. The stage then checks
+        what else it needs and calls ``prepare``."""
+        defaults = {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}),
+                    **training_defaults()}
+        parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}", defaults=defaults)
+        run = cls(stage, parsed, explicit)
+        run.args.check_supported(f"hfllm {stage}")
+        if run.model_args is not None and not run.model_args.model_name_or_path:
+            raise UserError(needs_model or f"{stage} needs a model: set --model_name_or_path")
+        for holder, name, what in SOURCES:  # before any data or weights are read, and before prepare
+            value = getattr({"model": run.model_args, "args": run.args}[holder], name, None)
+            if value:
+                check_model_source(value, what)
+        return run
+
+    def prepare(self) -> None:
+        """Check the output folder (the main process first: it alone removes a folder being overwritten; the
+        others then agree on resuming), then seed."""
+        from transformers import set_seed
+
+        with main_process_first(self.distributed_state):
+            self.resume_from = run_folder.prepare(self.output_dir, overwrite=self.args.overwrite, stage=self.stage,
+                                                  resume=getattr(self.config, "resume", True))
+        set_seed(self.config.seed)  # LoRA and new heads are drawn before a trainer seeds itself
+
+    @property
+    def distributed_state(self):
+        from accelerate import PartialState
+
+        if hasattr(self.config, "_setup_devices"):  # TrainingArguments sets the processes up itself
+            _ = self.config.device
+            return self.config.distributed_state or PartialState()
+        import torch
+
+        return PartialState(cpu=getattr(self.config, "use_cpu", False) or not torch.cuda.is_available())
+
+    @property
+    def is_main_process(self) -> bool:
+        return run_folder.is_main_process()
+
+    @property
+    def dtype(self) -> str:
+        return torch_dtype(self.config)
+
+    @property
+    def trust_remote_code(self) -> bool:
+        return bool(getattr(self.config, "trust_remote_code", False))
+
+    def load_tokenizer(self, name_or_path: str | None = None):
+        """The model's tokenizer (revision and remote code as the flags say), with a chat template."""
+        source = name_or_path or self.model_args.model_name_or_path
+        revision = self.model_args.model_revision if self.model_args and not name_or_path else None
+        tokenizer = load_tokenizer(source, revision=revision, trust_remote_code=self.trust_remote_code)
+        if ensure_chat_template(tokenizer) and self.is_main_process:
+            print("note: the model has no chat template; using hfllm's (role markers as plain text)")
+        return tokenizer
+
+    def load_model(self, loader, tokenizer=None, **kwargs):
+        """``loader`` (hfllm.loading's) on the model to start from, in the precision the flags ask for; a causal
+        LM learns where to stop from ``tokenizer``'s end-of-turn tokens."""
+        model = loader(self.model_args.model_name_or_path, revision=self.model_args.model_revision,
+                       dtype=self.dtype, trust_remote_code=self.trust_remote_code, **kwargs)
+        if self.args.ignore_bias_buffers:  # TRL's DDP workaround for boolean buffers (attention masks)
+            import torch
+
+            model._ddp_params_and_buffers_to_ignore = [name for name, buffer in model.named_buffers()
+                                                       if buffer.dtype == torch.bool]
+        if tokenizer is not None:
+            set_stop_tokens(model, tokenizer)
+        return model
+
+    def train(self, trainer):
+        """Train (resuming when the folder holds a checkpoint); Ctrl-C or SIGTERM: checkpoint, then exit 130 / 143."""
+        return train_and_checkpoint_on_signal(trainer, self.resume_from)
+
+    def save(self, trainer, tokenizer=None) -> None:
+        """On every process: under FSDP or ZeRO-3 gathering the weights takes them all (the main one writes)."""
+        if tokenizer is not None:
+            set_stop_tokens(trainer.model, tokenizer)
+        trainer.save_model(str(self.output_dir))
+
+    def finish(self, metrics: dict, trainer=None, *, plot: str | None = None, lines: list[str] = ()) -> None:
+        """On the main process: the arguments, the loss plot, metrics.json (the folder is then complete), the
+        push when asked, the summary."""
+        if not self.is_main_process:
+            return
+        repo_id = None
+        if self.push:  # recorded, so that a stage trained on this one names it as its base on the Hub
+            from hfllm.hub.push import repo_for_stage
+
+            repo_id = repo_for_stage(getattr(self.config, "hub_model_id", None), self.output_dir, self.hub_token)
+            self.config.push_to_hub, self.config.hub_model_id = True, repo_id
+        save_config(self.output_dir / "hfllm_args.yaml", *self.parsed)
+        if plot and trainer is not None:
+            run_folder.plot_losses(trainer.state.log_history, self.output_dir / "loss.png", plot)
+        run_folder.write_metrics(self.output_dir, {**metrics, "world_size": self.distributed_state.num_processes},
+                                 stage=self.stage)
+        if repo_id:
+            from hfllm.hub.push import push
+
+            url = push(str(self.output_dir), repo_id, token=self.hub_token, revision=getattr(self.config, "hub_revision",
+                       None), private=bool(getattr(self.config, "hub_private_repo", False)))
+            print(f"pushed to {url}")
+        for line in lines:
+            print(line)
+
+
+@contextmanager
+def main_process_first(state):
+    """The main process runs the block first, then the others; also when it fails there (the others then
+    meet the same error rather than waiting for it forever)."""
+    try:
+        if not state.is_main_process:
+            state.wait_for_everyone()
+        yield
+    finally:
+        if state.is_main_process:
+            state.wait_for_everyone()
+
+
+class Terminated(KeyboardInterrupt):
+    """Training stopped for SIGTERM; hfllm.cli exits with 143 for it."""
+
+    exit_code = 143
+
+
+class StopRequest:
+    signum = 0  # the first SIGINT or SIGTERM received, on this process only
+
+    def stop(self, checkpoint: str):
+        """Report the checkpoint just saved, then leave as the signal asks (KeyboardInterrupt / Terminated)."""
+        if run_folder.is_main_process():
+            print(f"checkpoint saved in {checkpoint}; run the same command again to resume", file=sys.stderr,
+                  flush=True)
+        raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+
+
+@contextmanager
+def catch_stop_signals():
+    """While inside, a first SIGINT or SIGTERM only sets ``request.signum``; a second one raises at once."""
+    request, chained = StopRequest(), {}
+
+    def on_signal(signum, frame):
+        if request.signum:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        request.signum = signum
+        if callable(chained.get(signum)):
+            chained[signum](signum, frame)
+        if run_folder.is_main_process():
+            name = "interrupted" if signum == signal.SIGINT else "terminated"
+            print(f"\n{name}: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)",
+                  file=sys.stderr, flush=True)
+
+    # Signal handlers can only be set from the main thread (the app runs stages elsewhere).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if main_thread:
+        chained[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)  # transformers' JIT checkpoint, if on
+        previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is on_signal:  # the JIT callback restores SIGTERM itself
+                signal.signal(signum, handler)
+
+
+class SaveOnInterrupt(TrainerCallback):
+    def __init__(self, request: StopRequest):
+        self.request = request
+        self.stopped = False  # set when training was stopped for it, on every process alike
+        self._group = self._work = self._flag = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import torch.distributed as dist
+
+        if args.world_size > 1 and dist.is_available() and dist.is_initialized():
+            self._group = dist.new_group(backend="gloo")  # collective: every rank gets here
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._group is None:
+            stop = bool(self.request.signum)
+        else:
+            import torch
+            import torch.distributed as dist
+
+            stop = False
+            if self._work is not None:
+                self._work.wait()
+                stop = bool(self._flag.item())
+            self._flag = torch.tensor([int(bool(self.request.signum))])
+            self._work = dist.all_reduce(self._flag, group=self._group, async_op=True)
+        if stop:
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._group is not None:
+            import torch.distributed as dist
+
+            if self._work is not None:  # every rank started the same number of reductions: finish the last
+                self._work.wait()
+            dist.destroy_process_group(self._group)
+            self._group = self._work = None
+
+
+def train_and_checkpoint_on_signal(trainer, resume_from_checkpoint=None):
+    """``trainer.train(...)``; a first Ctrl-C or SIGTERM saves a checkpoint and then raises KeyboardInterrupt."""
+    with catch_stop_signals() as request:
+        callback = SaveOnInterrupt(request)
+        trainer.add_callback(callback)
+        try:
+            result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        finally:
+            trainer.remove_callback(callback)
+    # A signal after the last step stopped nothing: the run is done, so the stage finishes it.
+    if callback.stopped:
+        request.stop(f"{trainer.args.output_dir}/checkpoint-{trainer.state.global_step}")
+    return result
