@@ -34,6 +34,8 @@ COMMANDS = {
     "run": ("hfllm.pipeline", "run a pipeline of stages from one YAML file"),
     "chat": ("hfllm.app", "open the Gradio playground on trained models"),
     "push": ("hfllm.hub", "push a stage folder to the Hugging Face Hub"),
+    "export": ("hfllm.export", "export a model as a serving-ready HF folder, GGUF or Ollama model, with --check"),
+    "serve": ("hfllm.serve", "serve models over an OpenAI-compatible HTTP API"),
     "data": ("hfllm.dataprep", "clean and deduplicate a text corpus"),
 }
 
