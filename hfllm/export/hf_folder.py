@@ -18,12 +18,25 @@ from hfllm.errors import UserError
 from hfllm.export.ollama import without_training_markers
 
 
+def _turn_end(tokenizer) -> list[int]:
+    """The special token the template writes right after an answer, found among every added special token:
+    end_of_turn_ids reads all_special_tokens, which a tokenizer converted from GGUF limits to eos (Qwen's
+    <|im_end|> is then an added special token that it does not list)."""
+    marker = "Zq9xanswer"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False)
+    first = tokenizer(text.split(marker, 1)[1].lstrip(), add_special_tokens=False)["input_ids"][:1] \
+        if marker in text else []
+    added = tokenizer.added_tokens_decoder
+    return [i for i in first if i in tokenizer.all_special_ids or (i in added and added[i].special)]
+
+
 def stop_ids(model, tokenizer) -> list[int]:
     """Every id that ends an answer: generation_config's eos ids, the tokenizer's eos, the end of a turn."""
     configured = model.generation_config.eos_token_id
     ids = list(configured) if isinstance(configured, (list, tuple)) else [] if configured is None else [configured]
     if tokenizer.chat_template:
-        ids += end_of_turn_ids(tokenizer)
+        ids += end_of_turn_ids(tokenizer) + _turn_end(tokenizer)
     elif tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return list(dict.fromkeys(int(i) for i in ids))
