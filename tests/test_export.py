@@ -184,8 +184,9 @@ def test_lora_adapter_is_merged_first(tiny_pretrained, tmp_path):
     with torch.no_grad():
         merged = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")(ids).logits
         base = AutoModelForCausalLM.from_pretrained(tiny_pretrained)
-        expected = PeftModel.from_pretrained(base, tmp_path / "adapter")(ids).logits
-        assert not torch.allclose(base(ids).logits, expected)  # the adapter changes the model
+        before = base(ids).logits
+        expected = PeftModel.from_pretrained(base, tmp_path / "adapter")(ids).logits  # wraps base in place
+    assert not torch.allclose(before, expected)  # the adapter changes the model
     torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-4)
     assert run_cli("export", "--model_name_or_path", tmp_path / "adapter", "--format", "gguf", "--outtype", "f32",
                    "--check", "--output_dir", tmp_path / "gguf") == 0
