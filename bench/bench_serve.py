@@ -6,12 +6,12 @@
 The model is bench_app_load's: a tokenizer trained on the built-in corpus and a random tiny Llama
 (context 128) in a temporary folder. Each server runs as its own process on 127.0.0.1, one after the
 other, with its defaults:
-- ``python -m hfllm.cli serve MODEL`` (1 generation at a time, 64 waiting, sampling requests in turn);
+- ``python -m hfllm.cli serve MODEL`` (4 generations at once, 64 waiting, seeded sampling ones in turn);
 - ``transformers serve MODEL`` (the model pinned, no continuous batching: one generate per request).
 
-Every client is an ``openai.OpenAI`` client that sends a streamed chat completion (temperature 0.8, a
-seed per request, max_tokens 32) as soon as its previous one ended, until the time is up; requests in
-flight then finish and count. Per request: latency, time to the first streamed piece, the completion
+Every client is an ``openai.OpenAI`` client that sends a streamed chat completion (temperature 0.8,
+a seed per request unless --no_seed, max_tokens 32) as soon as its previous one ended, until the time
+is up; requests in flight then finish and count. Per request: latency, time to the first streamed piece, the completion
 tokens the server reported (usage), or the error. RSS is the server process's, every second; the load
 average is printed because the machine may be shared.
 """
@@ -52,12 +52,13 @@ def start(kind: str, model: Path, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"{kind} did not answer within 180 s")
 
 
-def one_request(client, model: str, i: int, max_tokens: int) -> dict:
+def one_request(client, model: str, i: int, max_tokens: int, seed: bool) -> dict:
     start, first, tokens = time.perf_counter(), None, None
     try:
         stream = client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": f"Tell me about question number {i}."}],
-            max_tokens=max_tokens, temperature=0.8, seed=i, stream=True, stream_options={"include_usage": True})
+            max_tokens=max_tokens, temperature=0.8, seed=i if seed else None, stream=True,
+            stream_options={"include_usage": True})
         for chunk in stream:
             if first is None and chunk.choices and chunk.choices[0].delta.content:
                 first = time.perf_counter() - start
@@ -69,7 +70,7 @@ def one_request(client, model: str, i: int, max_tokens: int) -> dict:
         return {"outcome": "error", "latency": time.perf_counter() - start, "message": str(exc)[:200]}
 
 
-def load(kind: str, model: Path, clients: int, seconds: float, max_tokens: int, work: Path) -> dict:
+def load(kind: str, model: Path, clients: int, seconds: float, max_tokens: int, seed: bool, work: Path) -> dict:
     import openai
 
     port = free_port()
@@ -81,7 +82,7 @@ def load(kind: str, model: Path, clients: int, seconds: float, max_tokens: int, 
     try:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
                                timeout=600)
-        one_request(client, name, -1, max_tokens)  # first request: lazy loading, warm-up
+        one_request(client, name, -1, max_tokens, seed)  # first request: lazy loading, warm-up
         time.sleep(2)
         rss_idle, cpu_start, load_start = rss_mb(server.pid), cpu_seconds(server.pid), os.getloadavg()[0]
         rows, lock = [], threading.Lock()
@@ -90,7 +91,7 @@ def load(kind: str, model: Path, clients: int, seconds: float, max_tokens: int, 
         def loop(index: int):
             n = 0
             while time.perf_counter() < started + seconds:
-                row = one_request(client, name, index * 100_000 + n, max_tokens)
+                row = one_request(client, name, index * 100_000 + n, max_tokens, seed)
                 with lock:
                     rows.append(row)
                 n += 1
@@ -112,7 +113,7 @@ def load(kind: str, model: Path, clients: int, seconds: float, max_tokens: int, 
     latencies, firsts = [r["latency"] for r in ok], [r["first_piece"] for r in ok if r["first_piece"] is not None]
     tokens = sum(r["tokens"] or 0 for r in ok)
     errors = [r for r in rows if r["outcome"] != "answered"]
-    return {"server": kind, "clients": clients, "seconds": round(wall, 1), "requests": len(rows),
+    return {"server": kind, "seeded": seed, "clients": clients, "seconds": round(wall, 1), "requests": len(rows),
             "answered": len(ok), "errors": len(errors), "error_examples": sorted({r["message"] for r in errors})[:3],
             "latency_p50_p90_p99": [round(pct(latencies, q), 2) for q in (50, 90, 99)],
             "first_piece_p50_p90": [round(pct(firsts, q), 2) for q in (50, 90)],
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max_tokens", type=int, default=32)
     parser.add_argument("--only", choices=["hfllm", "transformers"])
+    parser.add_argument("--no_seed", action="store_true", help="send no seed (hfllm then samples concurrently)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     results = []
@@ -137,13 +139,14 @@ def main() -> None:
         model = build_model(Path(tmp))
         for kind in ("hfllm", "transformers"):
             if args.only in (None, kind):
-                results.append(load(kind, model, args.clients, args.seconds, args.max_tokens, Path(tmp)))
+                results.append(load(kind, model, args.clients, args.seconds, args.max_tokens, not args.no_seed,
+                                    Path(tmp)))
                 print(json.dumps(results[-1]), flush=True)
-    print("| server | clients | duration | requests | answered | errors | answers/s | tokens/s | latency p50 / p90 / "
+    print("| server | seed | clients | duration | requests | answered | errors | answers/s | tokens/s | latency p50 / p90 / "
           "p99 | first piece p50 / p90 | server RSS idle / peak / end | load average start / end |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|")
     for r in results:
-        print(f"| {r['server']} | {r['clients']} | {r['seconds']} s | {r['requests']} | {r['answered']} | "
+        print(f"| {r['server']} | {'yes' if r['seeded'] else 'no'} | {r['clients']} | {r['seconds']} s | {r['requests']} | {r['answered']} | "
               f"{r['errors']} | {r['answers_per_s']} | {r['tokens_per_s']} | "
               f"{' / '.join(map(str, r['latency_p50_p90_p99']))} s | {' / '.join(map(str, r['first_piece_p50_p90']))}"
               f" s | {' / '.join(map(str, r['rss_mb_idle_peak_end']))} MB | "

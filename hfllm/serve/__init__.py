@@ -17,8 +17,8 @@ Not `transformers serve` (5.24, read for this): it takes no API key, refuses `n`
 answers nor waiting requests, answers errors as {"detail": ...}, and loads any repo or path a request names.
 
 Limits (the playground's): prompts up to --max_prompt_chars characters, answers up to --max_tokens_cap
-tokens and --max_seconds each; --max_concurrency generations at once, sampling ones one at a time so that
-a seed reproduces (torch's generator is global), at most --max_queue waiting, then 429. Errors have
+tokens and --max_seconds each; --max_concurrency generations at once, those sampling with a seed one at a
+time so that the seed reproduces (torch's generator is global), at most --max_queue waiting, then 429. Errors have
 OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 """
 
@@ -47,7 +47,7 @@ class ServeArguments:
     port: int = field(default=8000, metadata={"help": "port to serve on"})
     api_key: str | None = field(default=None, metadata={"help": "key clients send as a Bearer token (or set "
                                                                 "HFLLM_API_KEY)"})
-    max_concurrency: int = field(default=1, metadata={"help": "generations at once"})
+    max_concurrency: int = field(default=4, metadata={"help": "generations at once (as `hfllm chat`)"})
     max_queue: int = field(default=64, metadata={"help": "requests that may wait for a turn; more get 429"})
     max_prompt_chars: int = field(default=MAX_PROMPT_CHARS, metadata={"help": "longest prompt, in characters"})
     max_tokens_cap: int = field(default=MAX_NEW_TOKENS, metadata={"help": "most new tokens a request may ask for"})
@@ -56,13 +56,13 @@ class ServeArguments:
 
 
 class Slots:
-    """At most ``size`` generations at once and ``queue`` waiting; sampling runs one at a time."""
+    """At most ``size`` generations at once and ``queue`` waiting; seeded sampling runs one at a time."""
 
     def __init__(self, size: int, queue: int):
         self.free, self.queue, self.waiting, self.sampling = asyncio.Semaphore(size), queue, 0, asyncio.Lock()
 
     @asynccontextmanager
-    async def turn(self, sampling: bool):
+    async def turn(self, seeded_sampling: bool):
         if self.waiting >= self.queue:
             raise APIError(429, f"the server is busy: {self.waiting} requests are waiting; retry later",
                            code="server_busy", kind="rate_limit_error")
@@ -72,7 +72,7 @@ class Slots:
         finally:
             self.waiting -= 1
         try:
-            if sampling:
+            if seeded_sampling:
                 async with self.sampling:
                     yield
             else:
@@ -198,7 +198,7 @@ def build_app(models: dict, settings: ServeArguments):
         except ValueError:
             raise APIError(400, "the request body is not valid JSON") from None
         job = parse(body, models, settings, chat)
-        turn = slots.turn(job.gen_kwargs["do_sample"])
+        turn = slots.turn(job.gen_kwargs["do_sample"] and job.seed is not None)
         await turn.__aenter__()  # waits here, so a full queue is a 429, not a broken stream
         if job.stream:
             return Stream(_events(job, chat), lambda: turn.__aexit__(None, None, None))
