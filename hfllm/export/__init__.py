@@ -113,13 +113,14 @@ def export(args: ExportArguments, explicit: set[str]) -> dict:
 
     name, out = check_arguments(args, explicit)
     tokenizer = load_tokenizer(name, revision=args.model_revision, trust_remote_code=args.trust_remote_code)
+    # where the tokenizer's files are: an adapter saved without them uses its base's
+    tokenizer_source = adapter_base(name) if is_adapter_folder(name) and not (
+        Path(name) / "tokenizer_config.json").is_file() else name
     tree = gpt2_pre = None
     if args.format != "hf":
         tree = llamacpp.source_tree()
         if args.check or any(t in gguf.QUANTIZED_TYPES for t in args.outtype):
             llamacpp.runtime()
-        tokenizer_source = adapter_base(name) if is_adapter_folder(name) and not (
-            Path(name) / "tokenizer_config.json").is_file() else name
         gpt2_pre = gguf.probe(tree, tokenizer_source, _architecture(name, args.model_revision, args.trust_remote_code),
                               tokenizer, name)
     parts = None
@@ -136,16 +137,15 @@ def export(args: ExportArguments, explicit: set[str]) -> dict:
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = str(Path(tokenizer_source if args.format != "hf" else name))
     record = {"source": name, "format": args.format, "stop_ids": stop,
               "stop_tokens": tokenizer.convert_ids_to_tokens(stop), "files": []}
     if args.format == "hf":
-        hf_folder.save(model, tokenizer, out, name)
+        hf_folder.save(model, tokenizer, out, tokenizer_source)
         record["files"] = sorted(p.name for p in out.iterdir())
     else:
         eot = next((i for i in stop if i != tokenizer.eos_token_id), None)
         with tempfile.TemporaryDirectory(dir=out) as tmp:
-            hf_folder.save(model, tokenizer, Path(tmp), source)
+            hf_folder.save(model, tokenizer, Path(tmp), tokenizer_source)
             for outtype in args.outtype:
                 path = gguf.convert(tree, Path(tmp), out / f"{_stem(name)}-{outtype}.gguf", outtype,
                                     gpt2_pre=gpt2_pre, eot=eot)

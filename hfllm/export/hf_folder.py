@@ -57,7 +57,7 @@ def prepare(model, tokenizer) -> list[int]:
 
 
 def save(model, tokenizer, out: Path, source: str) -> None:
-    """Write the folder. ``source`` is the model's local folder (or a Hub id), for files transformers
+    """Write the folder. ``source`` is the tokenizer's local folder (or a Hub id), for a file transformers
     does not write back: a sentencepiece ``tokenizer.model``, which llama.cpp's converter reads."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

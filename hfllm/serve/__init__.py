@@ -245,6 +245,9 @@ def main(argv: list[str]) -> int:
 
     from hfllm.config import parse_args
 
+    if any(a in ("-h", "--help") for a in argv):
+        print("usage: hfllm serve RUN_OR_MODEL [RUN_OR_MODEL ...] [options]: run folders (every finished model "
+              "stage), stage or HF model folders, LoRA adapters or Hub ids\n")
     sources, flags = split_positionals(argv, bool_flags={"trust_remote_code"})
     (args,), _ = parse_args([ServeArguments], flags, prog="hfllm serve")
     if not sources:
