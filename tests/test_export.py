@@ -188,9 +188,13 @@ def test_lora_adapter_is_merged_first(tiny_pretrained, tmp_path):
         expected = PeftModel.from_pretrained(base, tmp_path / "adapter")(ids).logits  # wraps base in place
     assert not torch.allclose(before, expected)  # the adapter changes the model
     torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-4)
+    # and a GGUF of it that answers the same; without a chat template, --check compares plain texts only
+    (tmp_path / "adapter" / "chat_template.jinja").unlink()
     assert run_cli("export", "--model_name_or_path", tmp_path / "adapter", "--format", "gguf", "--outtype", "f32",
                    "--check", "--output_dir", tmp_path / "gguf") == 0
     check = json.loads((tmp_path / "gguf" / "export.json").read_text())["check"]
+    assert check["prompts"] == 3 and check["template"] == {"in_gguf": False}
+    assert check["tokens_identical"] == check["tokens_compared"] == 4
     assert check["types"]["f32"]["agreement"] == 1.0
 
 
@@ -293,6 +297,10 @@ ERRORS = [  # (command, bad input, argv run in the work folder, the line after "
      "its chat template cannot be translated to Ollama's Go template (a system message changes how the user message "
      "is rendered); hfllm translates templates that render every message as fixed text + content + fixed text, as "
      "hfllm's own, ChatML (Qwen) and Llama 3 do: export --format gguf and write the Modelfile's TEMPLATE by hand"),
+    ("export", "Ollama for a model without a chat template",
+     ["export", "--model_name_or_path", "model", "--format", "ollama", "--output_dir", "o"],
+     "model has no chat template, which an Ollama Modelfile needs; export --format gguf, or fine-tune it for chat "
+     "first (hfllm sft gives it hfllm's template)"),
     ("serve", "another address than loopback without a key", ["serve", "model", "--host", "0.0.0.0"],
      "--host 0.0.0.0 lets other machines in: pass --api_key KEY (or set HFLLM_API_KEY), which clients send as their "
      "API key"),
@@ -318,6 +326,7 @@ def work(tmp_path_factory) -> Path:
     for name, model in models.items():
         model.save_pretrained(root / name)
         tok.save_pretrained(root / name)
+    (root / "model" / "chat_template.jinja").unlink()  # a base model: no chat template
     spec = json.loads((root / "prefix-space" / "tokenizer.json").read_text())
     spec["pre_tokenizer"]["add_prefix_space"] = True  # splits " the" where GPT-2 splits "the"
     (root / "prefix-space" / "tokenizer.json").write_text(json.dumps(spec))

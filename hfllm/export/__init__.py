@@ -116,13 +116,6 @@ def export(args: ExportArguments, explicit: set[str]) -> dict:
     # where the tokenizer's files are: an adapter saved without them uses its base's
     tokenizer_source = adapter_base(name) if is_adapter_folder(name) and not (
         Path(name) / "tokenizer_config.json").is_file() else name
-    tree = gpt2_pre = None
-    if args.format != "hf":
-        tree = llamacpp.source_tree()
-        if args.check or any(t in gguf.QUANTIZED_TYPES for t in args.outtype):
-            llamacpp.runtime()
-        gpt2_pre = gguf.probe(tree, tokenizer_source, _architecture(name, args.model_revision, args.trust_remote_code),
-                              tokenizer, name)
     parts = None
     if args.format == "ollama":
         if not tokenizer.chat_template:
@@ -130,6 +123,13 @@ def export(args: ExportArguments, explicit: set[str]) -> dict:
                             "or fine-tune it for chat first (hfllm sft gives it hfllm's template)")
         adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
         parts = ollama.translate(tokenizer, ollama.without_training_markers(tokenizer.chat_template), adds_bos)
+    tree = gpt2_pre = None
+    if args.format != "hf":
+        tree = llamacpp.source_tree()
+        if args.check or any(t in gguf.QUANTIZED_TYPES for t in args.outtype):
+            llamacpp.runtime()
+        gpt2_pre = gguf.probe(tree, tokenizer_source, _architecture(name, args.model_revision, args.trust_remote_code),
+                              tokenizer, name)
 
     model = load_causal_lm(name, revision=args.model_revision, trust_remote_code=args.trust_remote_code,
                            merge_adapter=True).eval()
