@@ -142,11 +142,13 @@ def main() -> None:
                 results.append(load(kind, model, args.clients, args.seconds, args.max_tokens, not args.no_seed,
                                     Path(tmp)))
                 print(json.dumps(results[-1]), flush=True)
-    print("| server | seed | clients | duration | requests | answered | errors | answers/s | tokens/s | latency p50 / p90 / "
-          "p99 | first piece p50 / p90 | server RSS idle / peak / end | load average start / end |")
+    print("| server | seed | clients | duration | requests | answered | errors | answers/s | tokens/s | "
+          "latency p50 / p90 / p99 | first piece p50 / p90 | server RSS idle / peak / end | "
+          "load average start / end |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|")
     for r in results:
-        print(f"| {r['server']} | {'yes' if r['seeded'] else 'no'} | {r['clients']} | {r['seconds']} s | {r['requests']} | {r['answered']} | "
+        print(f"| {r['server']} | {'yes' if r['seeded'] else 'no'} | {r['clients']} | {r['seconds']} s | "
+              f"{r['requests']} | {r['answered']} | "
               f"{r['errors']} | {r['answers_per_s']} | {r['tokens_per_s']} | "
               f"{' / '.join(map(str, r['latency_p50_p90_p99']))} s | {' / '.join(map(str, r['first_piece_p50_p90']))}"
               f" s | {' / '.join(map(str, r['rss_mb_idle_peak_end']))} MB | "

@@ -1,7 +1,7 @@
 """Export a trained model for where it runs next: a serving-ready HF folder, GGUF, or Ollama.
 
     hfllm export --model_name_or_path runs/tiny/sft --format hf --output_dir exports/sft-hf
-    hfllm export --model_name_or_path runs/tiny/sft --format gguf --outtype f16 q8_0 --output_dir exports/sft-gguf --check
+    hfllm export --model_name_or_path runs/tiny/sft --format gguf --outtype f16 q8_0 --output_dir exports/gguf --check
     hfllm export --model_name_or_path runs/mine/sft-lora --format ollama --outtype q8_0 --output_dir exports/sft-ollama
 
 A LoRA adapter is merged into its base first. ``hf`` writes a folder that vLLM, TGI and `transformers serve`

@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in argv[1:]:
             print(vocab_tokenizer(name))
     else:
-        print(f"usage: python -m hfllm.export.llamacpp fetch|install|where|tokenizers NAME... (got {command!r})", file=sys.stderr)
+        print(f"usage: python -m hfllm.export.llamacpp fetch|install|where|tokenizers NAME... (got {command!r})",
+              file=sys.stderr)
         return 2
     return 0
 

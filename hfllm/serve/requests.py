@@ -47,7 +47,8 @@ def _number(body: dict, key: str, kind, low: float, high: float, default=None):
     value = body.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or not low <= value <= high:
+    numeric = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    if not numeric or not low <= value <= high:
         raise APIError(400, f"'{key}' must be {'a number' if kind is float else 'an integer'} in [{low}, {high}], "
                             f"got {value!r}", param=key)
     return kind(value)
