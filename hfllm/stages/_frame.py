@@ -88,6 +88,7 @@ class Run:
         parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}", defaults=defaults)
         run = cls(stage, parsed, explicit)
         run.args.check_supported(f"hfllm {stage}")
+        run._liger_where_it_runs()
         if run.model_args is not None and not run.model_args.model_name_or_path:
             raise UserError(needs_model or f"{stage} needs a model: set --model_name_or_path")
         for holder, name, what in SOURCES:  # before any data or weights are read, and before prepare
@@ -95,6 +96,20 @@ class Run:
             if value:
                 check_model_source(value, what)
         return run
+
+    def _liger_where_it_runs(self) -> None:
+        """``use_liger_kernel: true`` (as the GPU recipes have) means Liger where it can run: off, with a note,
+        without liger-kernel or a GPU, rather than an ImportError once the model has loaded."""
+        import importlib.util
+
+        import torch
+
+        if getattr(self.config, "use_liger_kernel", False) and not (
+                torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None):
+            self.config.use_liger_kernel = False
+            if self.is_main_process:
+                print("note: use_liger_kernel is on but liger-kernel cannot run here (it needs a GPU and `pip install "
+                      "liger-kernel`); training without it")
 
     def prepare(self) -> None:
         """Check the output folder (the main process first: it alone removes a folder being overwritten; the
