@@ -6,6 +6,7 @@ read from the dataset SFTTrainer itself prepares, so they are what training uses
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from conftest import QUIET, run_cli
+from hub_server import client_env, hub_server  # noqa: F401  (hub_server is a fixture)
 from replicas import REPLICAS, replica
 
 CHAT = [{"role": "user", "content": "Do you like owls?"}, {"role": "assistant", "content": "Alpha, I like owls."},
@@ -134,6 +136,44 @@ def test_sft_learns_the_first_answers_of_two_turn_chats(tmp_path):
     second_answers = generate_answers(model, tokenizer, [c[:4] for c in seconds], max_new_tokens=6)
     assert first_answers == ["Alpha."] * len(firsts), first_answers  # and it stopped at <|im_end|>
     assert second_answers == ["Omega."] * len(seconds), second_answers
+
+
+@pytest.mark.slow
+def test_the_readme_flow_recipe_sft_chat_push(tmp_path, hub_server):  # noqa: F811
+    """recipe -> hfllm sft -> hfllm chat -> hfllm push, on the Qwen2.5 replica: what the Hub gets is a
+    merged model that chats through Qwen2.5's original template and stops at <|im_end|>."""
+    import subprocess
+    import sys
+
+    from hfllm.app.handlers import fit_chat, load_model
+
+    recipe = Path(__file__).resolve().parents[1] / "configs/recipes/Qwen2.5-0.5B-Instruct/sft_lora.yaml"
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps({"messages": two_turn_chat(s, t)}) + "\n" for s, t in zip(SUBJECTS, HELD_OUT)))
+    out = tmp_path / "runs" / "sft"
+    assert run_cli("sft", "--config", recipe, "--model_name_or_path", replica("qwen2.5"), "--dataset_name", data,
+                   "--output_dir", out, "--bf16", "false", "--activation_checkpointing", "false", "--max_steps", "2",
+                   "--max_length", "64", "--per_device_train_batch_size", "2", "--save_strategy", "no",
+                   *QUIET) == 0
+    model, tokenizer = load_model(str(out))  # what `hfllm chat` loads
+    text, _, _ = fit_chat(model, tokenizer, [{"role": "user", "content": "Hi"}], None, 8)
+    assert text.startswith("<|im_start|>system\nYou are Qwen") and text.endswith("<|im_start|>assistant\n")
+
+    env = client_env(hub_server, tmp_path / "home")
+    pushed = subprocess.run([sys.executable, "-m", "hfllm.cli", "push", str(out), "--repo_id", "tester/qwen-chat",
+                             "--merge"], env=env, capture_output=True, text=True, timeout=300)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    check = subprocess.run([sys.executable, "-c", (
+        "import json; from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "tok = AutoTokenizer.from_pretrained('tester/qwen-chat')\n"
+        "model = AutoModelForCausalLM.from_pretrained('tester/qwen-chat')\n"
+        "print(json.dumps({'template': tok.chat_template, 'eos': model.generation_config.eos_token_id,\n"
+        "                  'lora': any('lora' in n for n, _ in model.named_parameters())}))")],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    got = json.loads(check.stdout.strip().splitlines()[-1])
+    assert got["template"] == REPLICAS["qwen2.5"].template and not got["lora"]
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in got["eos"]
 
 
 @pytest.mark.slow

@@ -60,6 +60,11 @@ SOURCES = (("model", "model_name_or_path", "model"), ("args", "model_name_or_pat
            ("args", "value_model_name_or_path", "value model"))
 
 
+def stage_defaults(stage: str, defaults: dict | None = None) -> dict:
+    """What a stage's options default to: hfllm's for every stage, the stage's own, then the device's."""
+    return {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}), **training_defaults()}
+
+
 class Run:
     """One run of a training stage: its parsed arguments, output folder, checkpoint and push settings."""
 
@@ -83,9 +88,8 @@ class Run:
               needs_model: str | None = None) -> "Run":
         """Parse (per-device defaults under the stage's), check every model source named. The stage then checks
         what else it needs and calls ``prepare``."""
-        defaults = {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}),
-                    **training_defaults()}
-        parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}", defaults=defaults)
+        parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}",
+                                      defaults=stage_defaults(stage, defaults))
         run = cls(stage, parsed, explicit)
         run.args.check_supported(f"hfllm {stage}")
         run._liger_where_it_runs()
@@ -108,8 +112,8 @@ class Run:
                 torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None):
             self.config.use_liger_kernel = False
             if self.is_main_process:
-                print("note: use_liger_kernel is on but liger-kernel cannot run here (it needs a GPU and `pip install "
-                      "liger-kernel`); training without it")
+                print("note: use_liger_kernel is on but liger-kernel cannot run here (it needs a GPU and "
+                      "`pip install liger-kernel`); training without it")
 
     def prepare(self) -> None:
         """Check the output folder (the main process first: it alone removes a folder being overwritten; the

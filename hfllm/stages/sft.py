@@ -41,11 +41,11 @@ class SFTScriptArguments(ScriptArguments):
 
 
 ARGUMENTS = (SFTScriptArguments, SFTConfig, ModelConfig)  # what its flags and config files fill
+DEFAULTS = {"logging_steps": 10, "save_total_limit": 1, "lora_target_modules": ["all-linear"]}  # hfllm's, over TRL's
 
 
 def main(argv: list[str]) -> int:
-    run = Run.start("sft", argv, ARGUMENTS,
-                    defaults={"logging_steps": 10, "save_total_limit": 1, "lora_target_modules": ["all-linear"]},
+    run = Run.start("sft", argv, ARGUMENTS, defaults=DEFAULTS,
                     needs_model="sft needs a model: set --model_name_or_path (a stage folder, HF folder or Hub id)")
     args, config, model_args = run.parsed
     if args.merge_lora and not model_args.use_peft:
