@@ -67,10 +67,11 @@ QWEN3_TOKENS = QWEN25_TOKENS | {151665: ("<tool_response>", False), 151666: ("</
 LLAMA32_TOKENS = {128004: ("<|finetune_right_pad_id|>", True), 128008: ("<|eom_id|>", True),
                   128010: ("<|python_tag|>", True)}
 # Llama 3's BOS is added by the tokenizer's post-processor (the real tokenizer.json does this too).
+_BOS = [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": i}} for i in (0, 1)]
+_SEQ = [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}]
 LLAMA_BOS = {"type": "TemplateProcessing",
-             "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-             "pair": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                      {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+             "single": [_BOS[0], _SEQ[0]],
+             "pair": [_BOS[0], _SEQ[0], _BOS[1], _SEQ[1]],
              "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [128000],
                                                       "tokens": ["<|begin_of_text|>"]}}}
 
@@ -114,7 +115,8 @@ REPLICAS: dict[str, Replica] = {
     "llama3": Replica(
         "meta-llama/Meta-Llama-3-8B-Instruct", "llama-bpe", _trl_template("llama3"), drop_ids=(128256,),
         tokenizer_config={"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
-                          "eos_token": "<|eot_id|>", "pad_token": None, "model_max_length": 1000000000000000019884624838656},
+                          "eos_token": "<|eot_id|>", "pad_token": None,
+                          "model_max_length": 1000000000000000019884624838656},
         post_processor=LLAMA_BOS,
         # 32 query heads on 8 key/value heads (4:1); untied output embeddings; rope theta 500k.
         config=dict(model_type="llama", vocab_size=128256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

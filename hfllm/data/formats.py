@@ -235,8 +235,8 @@ def load_train_eval(args, kind: str, seed: int):
 def split_turns(ds):
     """Conversations -> one prompt/completion row per non-empty assistant turn: the chat before it, then the turn.
 
-    For templates SFT cannot mark assistant turns in (hfllm.chat_template.training_plan): every turn is
-    trained once. An ``answer`` column (for answer accuracy) stays on the row of the last turn only.
+    For templates SFT cannot mark assistant turns in (hfllm.chat_template.training_plan): every turn
+    is trained once. An ``answer`` column (for answer accuracy) stays on the row of the last turn only.
     """
     def split(batch):
         out = {"prompt": [], "completion": [], **({"answer": []} if "answer" in batch else {})}
