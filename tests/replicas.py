@@ -89,11 +89,12 @@ class Replica:
     generation: dict = field(default_factory=dict)
 
 
+QWEN_TOKENIZER = {"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|im_end|>",
+                  "pad_token": "<|endoftext|>", "model_max_length": 131072}  # Qwen2.5's and Qwen3's alike
 REPLICAS: dict[str, Replica] = {
     "qwen2.5": Replica(
         "Qwen/Qwen2.5-0.5B-Instruct", "qwen2", _trl_template("qwen2_5"), QWEN25_TOKENS,
-        tokenizer_config={"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|im_end|>",
-                          "pad_token": "<|endoftext|>", "model_max_length": 131072},
+        tokenizer_config=QWEN_TOKENIZER,
         # 14 query heads share 2 key/value heads in the real one; tied embeddings; rope theta 1e6.
         config=dict(model_type="qwen2", vocab_size=151936, hidden_size=64, intermediate_size=128,
                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
@@ -103,8 +104,7 @@ REPLICAS: dict[str, Replica] = {
                         temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05)),
     "qwen3": Replica(
         "Qwen/Qwen3-0.6B", "qwen2", _trl_template("qwen3"), QWEN3_TOKENS,
-        tokenizer_config={"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|im_end|>",
-                          "pad_token": "<|endoftext|>", "model_max_length": 131072},
+        tokenizer_config=QWEN_TOKENIZER,
         # Qwen3's head_dim (128) is not hidden_size / heads (64): kept as 32 against 16 here.
         config=dict(model_type="qwen3", vocab_size=151936, hidden_size=64, intermediate_size=128,
                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,

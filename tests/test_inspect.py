@@ -34,13 +34,14 @@ def test_inspect_rows_are_the_trainers_rows(tmp_path, name):
     path = replica(name)
     chats = [chat(i) for i in range(5)] + [chat(9, TURNS + [("And a long one? " * 20, "Yes.")])]
     data = Dataset.from_list([{"messages": c} for c in chats])
+    model = AutoModelForCausalLM.from_pretrained(path)  # never trained here: the trainers only prepare rows
     for max_length in (None, 60):
         args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, max_length=max_length,
                          activation_checkpointing=False)
         tokenizer = AutoTokenizer.from_pretrained(path)
         train, _, _, _ = assistant_turns(tokenizer, data, None, args, set(), main_process=False)
         ours = sft_prepare(tokenizer, train, args)
-        trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args, train_dataset=train,
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train,
                              processing_class=AutoTokenizer.from_pretrained(path))
         theirs = trainer.train_dataset
         assert ours["input_ids"] == theirs["input_ids"] and ours["labels"] == theirs["labels"]
