@@ -99,6 +99,14 @@ def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
     return config, rest
 
 
+def config_flag(argv: Sequence[str]) -> str | None:
+    """The ``--config`` path in argv, if any (a run records it among its inputs)."""
+    try:
+        return _split_config_flag(list(argv))[0]
+    except UserError:
+        return None
+
+
 def parse_args(
     dataclass_types: Sequence[type],
     argv: Sequence[str],

@@ -159,10 +159,10 @@ CASES = {
                                "unknown reward function 'lenght_penalty'; use one of exact_answer, answer_partial, "
                                "format_sentence, length_penalty or an import path like 'mypackage.rewards:my_reward'"),
     # --- output folders and disks -----------------------------------------------------------------
-    "other_run": Case("sft", "output folder that holds another finished run (without --overwrite)",
+    "other_run": Case("sft", "output folder that holds another stage's finished run",
                       ["sft", "--model_name_or_path", "model", "--output_dir", "tok"],
-                      "output_dir tok already holds a finished run; pass --overwrite to replace it or choose another "
-                      "--output_dir"),
+                      "output_dir tok holds a finished tokenizer run, which hfllm sft may not replace or resume; "
+                      "choose another --output_dir"),
     "disk_full_tokenizer": Case("tokenizer", "disk full while saving",
                                 ["tokenizer", "--dataset_name", "corpus.txt", "--vocab_size", "300",
                                  "--output_dir", "out/tok"],
@@ -340,13 +340,21 @@ def test_debug_shows_the_traceback(work, monkeypatch):
 
 
 def test_an_interrupted_save_is_refused_then_replaced(work, monkeypatch, capsys):
-    """After a failed save the folder is not mistaken for a finished run: re-running says so."""
+    """After a failed save the folder is not mistaken for a finished run: re-running says so, and --overwrite
+    (the stage's own folder) starts it again."""
+    import transformers
+
     monkeypatch.chdir(work)
-    out = work / "out" / "half"
-    out.mkdir(parents=True)
-    (out / "tokenizer.json").write_text("{")  # what a full disk leaves behind
-    assert run_cli("tokenizer", "--dataset_name", "corpus.txt", "--vocab_size", "300", "--output_dir", out) == 2
-    assert "holds no finished tokenizer run; pass --overwrite" in capsys.readouterr().err
+    argv = ["tokenizer", "--dataset_name", "corpus.txt", "--vocab_size", "300", "--output_dir", "out/half"]
+    with monkeypatch.context() as patch:
+        patch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", _disk_full("tokenizer.json"))
+        assert run_cli(*argv) == 2
+    (work / "out/half/tokenizer.json").write_text("{")  # what a full disk leaves behind
+    capsys.readouterr()
+    assert run_cli(*argv) == 2
+    assert "holds an unfinished tokenizer run with no checkpoint to resume; pass --overwrite to start it again" \
+        in capsys.readouterr().err
+    assert run_cli(*argv, "--overwrite") == 0 and (work / "out/half/metrics.json").is_file()
 
 
 # --- docs/errors.md ---------------------------------------------------------------------------------

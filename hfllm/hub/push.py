@@ -35,9 +35,11 @@ from hfllm.errors import UserError, first_line
 from hfllm.hub.card import CardInfo, build_card, check_card, is_hub_id, lineage, read_args, short, source_of
 from hfllm.stages import MODEL_STAGES  # a run folder pushes one of these
 # Never uploaded (also upload_folder's ignore_patterns): training leftovers and secret-looking files.
+# (hfllm_run.json: the run's local paths, for this machine only.)
 NEVER_UPLOAD = ("checkpoint-*", "checkpoint-*/**", "training_args.bin", "optimizer.*", "scheduler.pt", "scaler.pt",
-                "rng_state*", "trainer_state.json", "*.tmp", "*.env", ".env", ".netrc", "*.pem", "*.key", "id_rsa*",
-                "id_ed25519*", "*secret*", "*credential*", "*password*", "token", "stored_tokens", "*.token", ".git*")
+                "rng_state*", "trainer_state.json", "hfllm_run.json", "*.tmp", "*.env", ".env", ".netrc", "*.pem",
+                "*.key", "id_rsa*", "id_ed25519*", "*secret*", "*credential*", "*password*", "token", "stored_tokens",
+                "*.token", ".git*")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "chat_template.json", "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model")
 TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{30,}")  # the shape of a Hub token

@@ -12,12 +12,15 @@
     run.finish({...metrics...}, trainer, plot="DPO loss", lines=[...])   # the main process writes
 
 ``Run.start`` parses the flags and YAML (with the per-device defaults), checks the model sources,
-and takes the push flag and the Hub token off the trainer's arguments (the Trainer pickles them
-into every checkpoint; hfllm pushes once, at the end, with the model card). ``prepare`` runs
-``run_folder.prepare`` on the main process first (it alone removes a folder being overwritten;
-then the others agree on resuming), and seeds. ``finish`` writes, on the main process only, the
-resolved arguments, the loss plot and metrics.json (last: the folder is then complete), then
-pushes when asked and prints the summary.
+and takes the push flag and the Hub token off the trainer's
+arguments (the Trainer pickles them into every checkpoint; hfllm pushes once, at the end, with the
+model card). ``prepare`` decides what happens to the output folder (run_folder.prepare: resume,
+replace, or a one-line refusal) without writing anything, and seeds. ``train`` (or ``claim``) is
+when the folder becomes this run's: the main process alone removes a run being replaced and records
+the stage and its inputs, then the others go on. So a run refused or failed on its way, on bad data
+or a model that does not load, leaves the folder as it was. ``finish`` writes, on the main process
+only, the resolved arguments, the loss plot and metrics.json (last: the folder is then complete),
+then pushes when asked and prints the summary.
 
 Ctrl-C (or SIGTERM) during training saves a checkpoint, then stops; running the same command
 resumes. The first SIGINT only raises a flag. At the end of the optimizer step under way a
@@ -48,7 +51,8 @@ from transformers import TrainerCallback
 
 from hfllm import run_folder
 from hfllm.chat_template import ensure_chat_template, set_stop_tokens
-from hfllm.config import parse_args, save_config
+from hfllm.checks import input_paths, sources
+from hfllm.config import config_flag, parse_args, save_config
 from hfllm.errors import UserError
 from hfllm.loading import check_model_source, load_tokenizer
 from hfllm.model import torch_dtype, training_defaults
@@ -63,10 +67,10 @@ SOURCES = (("model", "model_name_or_path", "model"), ("args", "model_name_or_pat
 class Run:
     """One run of a training stage: its parsed arguments, output folder, checkpoint and push settings."""
 
-    def __init__(self, stage: str, parsed: list, explicit: set[str]):
+    def __init__(self, stage: str, parsed: list, explicit: set[str], config_path: str | None = None):
         from trl import ModelConfig
 
-        self.stage, self.parsed, self.explicit = stage, parsed, explicit
+        self.stage, self.parsed, self.explicit, self.config_path = stage, parsed, explicit, config_path
         self.args = parsed[0]  # the stage's script arguments (hfllm.data.load.ScriptArguments)
         self.config = next((p for p in parsed if hasattr(p, "output_dir")), self.args)  # what the trainer reads
         self.model_args = next((p for p in parsed if isinstance(p, ModelConfig)), None)
@@ -76,7 +80,7 @@ class Run:
         self.push, self.hub_token = bool(getattr(self.config, "push_to_hub", False)), None
         if hasattr(self.config, "push_to_hub"):
             self.hub_token, self.config.push_to_hub, self.config.hub_token = self.config.hub_token, False, None
-        self.resume_from = None
+        self.resume_from, self.plan = None, None
 
     @classmethod
     def start(cls, stage: str, argv: list[str], dataclass_types: list, *, defaults: dict | None = None,
@@ -86,7 +90,7 @@ class Run:
         defaults = {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}),
                     **training_defaults()}
         parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}", defaults=defaults)
-        run = cls(stage, parsed, explicit)
+        run = cls(stage, parsed, explicit, config_flag(argv))
         run.args.check_supported(f"hfllm {stage}")
         if run.model_args is not None and not run.model_args.model_name_or_path:
             raise UserError(needs_model or f"{stage} needs a model: set --model_name_or_path")
@@ -97,14 +101,22 @@ class Run:
         return run
 
     def prepare(self) -> None:
-        """Check the output folder (the main process first: it alone removes a folder being overwritten; the
-        others then agree on resuming), then seed."""
+        """Decide what happens to the output folder (resume, replace or refuse; nothing is written yet), then
+        seed."""
         from transformers import set_seed
 
-        with main_process_first(self.distributed_state):
-            self.resume_from = run_folder.prepare(self.output_dir, overwrite=self.args.overwrite, stage=self.stage,
-                                                  resume=getattr(self.config, "resume", True))
+        self.plan = run_folder.prepare(self.output_dir, overwrite=self.args.overwrite, stage=self.stage,
+                                       resume=getattr(self.config, "resume", True),
+                                       inputs=input_paths(self.parsed, self.config_path), sources=sources(self.parsed))
+        self.resume_from = self.plan.resume_from
         set_seed(self.config.seed)  # LoRA and new heads are drawn before a trainer seeds itself
+
+    def claim(self) -> None:
+        """The output folder becomes this run's (every process calls it: the main one first, alone removing a
+        run being replaced; the others wait for it)."""
+        if not self.plan.claimed:
+            with main_process_first(self.distributed_state):
+                self.plan.claim()
 
     @property
     def distributed_state(self):
@@ -154,10 +166,12 @@ class Run:
 
     def train(self, trainer):
         """Train (resuming when the folder holds a checkpoint); Ctrl-C or SIGTERM: checkpoint, then exit 130 / 143."""
+        self.claim()
         return train_and_checkpoint_on_signal(trainer, self.resume_from)
 
     def save(self, trainer, tokenizer=None) -> None:
         """On every process: under FSDP or ZeRO-3 gathering the weights takes them all (the main one writes)."""
+        self.claim()
         if tokenizer is not None:
             set_stop_tokens(trainer.model, tokenizer)
         trainer.save_model(str(self.output_dir))
@@ -167,6 +181,7 @@ class Run:
         push when asked, the summary."""
         if not self.is_main_process:
             return
+        self.plan.claim()
         repo_id = None
         if self.push:  # recorded, so that a stage trained on this one names it as its base on the Hub
             from hfllm.hub.push import repo_for_stage

@@ -18,7 +18,8 @@ from itertools import islice
 
 from hfllm import run_folder
 from hfllm.chat_template import CHAT_TEMPLATE
-from hfllm.config import parse_args, save_config
+from hfllm.checks import input_paths, sources
+from hfllm.config import config_flag, parse_args, save_config
 from hfllm.data.load import ScriptArguments, iter_texts, load_dataset
 from hfllm.errors import UserError
 
@@ -57,7 +58,6 @@ def train(args: TokenizerArguments):
                         f"256 byte tokens + {len(specials)} special tokens = {256 + len(specials)}")
     if args.min_frequency < 1:
         raise UserError(f"min_frequency must be >= 1, got {args.min_frequency}")
-    run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="tokenizer", resume=False)
 
     ds = load_dataset(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
                       streaming=args.dataset_streaming)
@@ -103,10 +103,13 @@ ARGUMENTS = (TokenizerArguments,)  # what its flags and config files fill
 def main(argv: list[str]) -> int:
     (args,), _ = parse_args(ARGUMENTS, argv, prog="hfllm tokenizer")
     args.check_supported("hfllm tokenizer", streaming=True, trains_model=False, held_out=False)
+    plan = run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="tokenizer", resume=False,
+                              inputs=input_paths([args], config_flag(argv)), sources=sources([args]))
     tokenizer, held_out, stats, seconds = train(args)
     # Measured on held-out text only; a corpus of under 100 texts has none.
     sample = held_out or []
     chars_per_token = sum(map(len, sample)) / max(1, sum(len(tokenizer(t)["input_ids"]) for t in sample))
+    plan.claim()
     tokenizer.save_pretrained(args.output_dir)
     save_config(f"{args.output_dir}/hfllm_args.yaml", args)
     metrics = {
