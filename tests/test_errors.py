@@ -147,7 +147,8 @@ CASES = {
                            "(from_pretrained, then save_pretrained writes model.safetensors)"),
     "bad_temperature": Case("generate", "temperature 0", ["generate", "--model_name_or_path", "model", "--prompt", "hi",
                                                           "--temperature", "0"],
-                            "temperature must be > 0 (for deterministic output use greedy decoding: --do_sample false)"),
+                            "temperature must be a finite number > 0 (for deterministic output use greedy decoding: "
+                            "--do_sample false), got 0.0"),
     "unknown_reward_grpo": Case("grpo", "unknown reward function",
                                 ["grpo", "--model_name_or_path", "model", "--dataset_name", "data/prompts.jsonl",
                                  "--reward_funcs", "exact_anser", "--output_dir", "out/grpo"],

@@ -11,8 +11,8 @@
     run.save(trainer, tokenizer)                  # every process
     run.finish({...metrics...}, trainer, plot="DPO loss", lines=[...])   # the main process writes
 
-``Run.start`` parses the flags and YAML (with the per-device defaults), checks the model sources,
-and takes the push flag and the Hub token off the trainer's
+``Run.start`` parses the flags and YAML (with the per-device defaults), checks every option
+(hfllm.checks) and the model sources, and takes the push flag and the Hub token off the trainer's
 arguments (the Trainer pickles them into every checkpoint; hfllm pushes once, at the end, with the
 model card). ``prepare`` decides what happens to the output folder (run_folder.prepare: resume,
 replace, or a one-line refusal) without writing anything, and seeds. ``train`` (or ``claim``) is
@@ -51,17 +51,11 @@ from transformers import TrainerCallback
 
 from hfllm import run_folder
 from hfllm.chat_template import ensure_chat_template, set_stop_tokens
-from hfllm.checks import input_paths, sources
+from hfllm.checks import check_options, input_paths, sources
 from hfllm.config import config_flag, parse_args, save_config
 from hfllm.errors import UserError
-from hfllm.loading import check_model_source, load_tokenizer
+from hfllm.loading import load_tokenizer
 from hfllm.model import torch_dtype, training_defaults
-
-
-# Where stages name models to load: checked at the start, so a typo never waits for the data.
-SOURCES = (("model", "model_name_or_path", "model"), ("args", "model_name_or_path", "model"),
-           ("args", "tokenizer_name_or_path", "tokenizer"), ("args", "reward_model_name_or_path", "reward model"),
-           ("args", "value_model_name_or_path", "value model"))
 
 
 class Run:
@@ -85,8 +79,8 @@ class Run:
     @classmethod
     def start(cls, stage: str, argv: list[str], dataclass_types: list, *, defaults: dict | None = None,
               needs_model: str | None = None) -> "Run":
-        """Parse (per-device defaults under the stage's), check every model source named. The stage then checks
-        what else it needs and calls ``prepare``."""
+        """Parse (per-device defaults under the stage's), check every option and model source (hfllm.checks).
+        The stage then checks what else it needs and calls ``prepare``."""
         defaults = {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}),
                     **training_defaults()}
         parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}", defaults=defaults)
@@ -94,10 +88,7 @@ class Run:
         run.args.check_supported(f"hfllm {stage}")
         if run.model_args is not None and not run.model_args.model_name_or_path:
             raise UserError(needs_model or f"{stage} needs a model: set --model_name_or_path")
-        for holder, name, what in SOURCES:  # before any data or weights are read, and before prepare
-            value = getattr({"model": run.model_args, "args": run.args}[holder], name, None)
-            if value:
-                check_model_source(value, what)
+        check_options(stage, parsed, explicit)  # before any data or weights are read, and before prepare
         return run
 
     def prepare(self) -> None:
