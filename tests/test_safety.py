@@ -204,3 +204,29 @@ def test_ppo_checkpoint_state_loads_with_weights_only(work, tmp_path):  # noqa: 
     assert torch.equal(again.model.embed_tokens.weight, policy.model.embed_tokens.weight)
     assert loading.load_sequence_classifier(str(folder / "value")).config.num_labels == 1
 
+
+@pytest.mark.parametrize("name, text, line", [
+    ("train.log", "step 1 loss 2.3\nstep 2 loss 2.1\nHF_TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 set\n", 3),
+    ("train.sh", "#!/bin/sh\nexport HF_TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\nhfllm sft\n", 2),
+    ("notes.jsonl", '{"token": "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"}\n', 1),
+])
+def test_push_refuses_a_token_in_any_file_it_would_upload(work, tmp_path, capsys, name, text, line):  # noqa: F811
+    """Whatever the file's name: every file staged for upload is read."""
+    import shutil
+
+    from hfllm.run_folder import write_metrics
+
+    stage = tmp_path / "runs" / "x" / "pretrain"
+    shutil.copytree(work / "model", stage)
+    (stage / name).write_text(text)
+    (stage / "hfllm_run.json").write_text(json.dumps({"stage": "pretrain", "inputs": {"dataset_name": "/home/me"}}))
+    write_metrics(stage, {}, stage="pretrain")
+    out = tmp_path / "preview"
+    assert run_cli("push", stage, "--repo_id", "me/x", "--dry_run", "--output_dir", out) == 2
+    err = capsys.readouterr().err
+    assert f"hfllm push: error: refusing to push: {name} line {line} holds what looks like a Hugging Face token; " \
+           "remove it from the stage folder first" in err and "hf_AbCd" not in err
+    assert not out.exists() and not list(tmp_path.glob(".preview*"))
+    (stage / name).write_text("no secrets here\n")
+    assert run_cli("push", stage, "--repo_id", "me/x", "--dry_run", "--output_dir", out) == 0
+    assert (out / name).is_file() and not (out / "hfllm_run.json").exists()
