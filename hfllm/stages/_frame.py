@@ -44,6 +44,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -295,16 +296,93 @@ class SaveOnInterrupt(TrainerCallback):
             self._group = self._work = None
 
 
+class WholeRun(TrainerCallback):
+    """Whole-run figures across resumes: the Trainer's train_loss and train_runtime cover only the steps of one
+    ``train()`` call. Each checkpoint gets ``hfllm_progress.json`` (seconds and summed loss so far); a resumed
+    run adds its own part to the checkpoint's."""
+
+    FILE = "hfllm_progress.json"
+
+    def __init__(self, trainer, checkpoint: str | None):
+        import json
+
+        self.trainer, self.start = trainer, time.perf_counter()
+        try:
+            self.before = json.loads((Path(checkpoint) / self.FILE).read_text()) if checkpoint else {}
+        except (OSError, ValueError):
+            self.before = {}  # a checkpoint from before this file: its part is estimated from the loss log
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before.get("train_seconds", 0.0) + time.perf_counter() - self.start
+
+    def on_save(self, args, state, control, **kwargs):
+        import json
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        # The Trainer's running sums of this call's losses (drained at each log); absent in other versions.
+        loss = getattr(self.trainer, "_total_loss_scalar", None)
+        pending = getattr(self.trainer, "_tr_loss", None)
+        if run_folder.is_main_process() and folder.is_dir() and loss is not None:
+            loss += float(pending) if pending is not None else 0.0
+            (folder / self.FILE).write_text(json.dumps({"train_seconds": self.seconds(), "global_step":
+                                                        state.global_step, "loss_sum": self.loss_before() + loss}))
+
+    def loss_before(self) -> float:
+        """Summed loss of the steps before this call: recorded, or from the loss log (interval means)."""
+        if "loss_sum" in self.before:
+            return self.before["loss_sum"]
+        first, total, last = getattr(self.trainer, "_initial_global_step", 0), 0.0, 0
+        for record in self.trainer.state.log_history:
+            if "loss" in record and "step" in record and record["step"] <= first:
+                total, last = total + record["loss"] * (record["step"] - last), record["step"]
+        return total * first / last if last else 0.0
+
+    def result(self, result, steps_now: int):
+        """``result`` with train_loss and train_runtime over the whole run."""
+        step = result.global_step
+        if step and steps_now < step:
+            loss = (self.loss_before() + result.training_loss * steps_now) / step
+            result = result._replace(training_loss=loss)
+        return result._replace(metrics={**result.metrics, "train_runtime": self.seconds()})
+
+
+def finished_checkpoint(checkpoint: str | None):
+    """The TrainerState of a checkpoint saved at the run's last step (killed while saving the result), else None:
+    resuming from it would train one step past max_steps."""
+    from transformers import TrainerState
+
+    try:
+        state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json")) if checkpoint else None
+    except (OSError, ValueError):
+        return None
+    return state if state and state.max_steps and state.global_step >= state.max_steps else None
+
+
 def train_and_checkpoint_on_signal(trainer, resume_from_checkpoint=None):
-    """``trainer.train(...)``; a first Ctrl-C or SIGTERM saves a checkpoint and then raises KeyboardInterrupt."""
+    """``trainer.train(...)``; a first Ctrl-C or SIGTERM saves a checkpoint and then raises KeyboardInterrupt.
+    Loss and time are the whole run's, resumed or not."""
+    from transformers.trainer_utils import TrainOutput
+
+    whole = WholeRun(trainer, resume_from_checkpoint)
+    done = finished_checkpoint(resume_from_checkpoint)
+    if done is not None and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        trainer._load_from_checkpoint(resume_from_checkpoint)  # what train() does first when resuming
+        trainer.state = done
+        trainer._initial_global_step = done.global_step
+        return whole.result(TrainOutput(done.global_step, 0.0, {}), steps_now=0)
     with catch_stop_signals() as request:
         callback = SaveOnInterrupt(request)
         trainer.add_callback(callback)
+        trainer.add_callback(whole)
         try:
             result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
         finally:
             trainer.remove_callback(callback)
+            trainer.remove_callback(whole)
     # A signal after the last step stopped nothing: the run is done, so the stage finishes it.
     if callback.stopped:
         request.stop(f"{trainer.args.output_dir}/checkpoint-{trainer.state.global_step}")
-    return result
+    return whole.result(result, steps_now=result.global_step - getattr(trainer, "_initial_global_step", 0))

@@ -14,7 +14,6 @@ checkpoint when started again with the same output_dir.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments, default_data_collator
@@ -145,9 +144,8 @@ def main(argv: list[str]) -> int:
 
     trainer = Trainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=default_data_collator, processing_class=tokenizer)
-    start = time.perf_counter()
     result = run.train(trainer)
-    seconds = time.perf_counter() - start
+    seconds = result.metrics["train_runtime"]  # the whole run's, across resumes
     # A resumed run keeps the first run's history, so this is the step-0 loss there too.
     initial = next((r for r in trainer.state.log_history if "eval_loss" in r), {})
     final = trainer.evaluate() if eval_ds is not None else {}
