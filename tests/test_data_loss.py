@@ -77,11 +77,27 @@ TOKENIZER = ["tokenizer", "--dataset_name", "corpus.txt", "--vocab_size", "300"]
     (["sft", "--model_name_or_path", "model", "--output_dir", "tok", "--overwrite"],
      "output_dir tok holds a finished tokenizer run, which hfllm sft may not replace or resume; choose another "
      "--output_dir"),
+    (["export", "--model_name_or_path", "model", "--format", "hf", "--output_dir", "mine", "--overwrite"],
+     "output_dir mine is not empty: it holds thesis.tex, which hfllm export did not write; choose another "
+     "--output_dir"),
 ], ids=["merge-into-adapter", "merge-into-base", "sft-into-model", "tokenizer-into-data", "users-files", "cwd",
-        "parent", "pretrain-into-tokenizer", "another-stage"])
+        "parent", "pretrain-into-tokenizer", "another-stage", "export-into-users-files"])
 def test_overwrite_never_removes_what_hfllm_did_not_write_for_the_stage(place, capsys, argv, message):
     before = snapshot(place.parent)
     assert refused(capsys, *argv) == message
+    assert snapshot(place.parent) == before
+
+
+def test_export_never_replaces_the_working_folder(place, capsys, monkeypatch):
+    (place / "elsewhere" / "deep").mkdir(parents=True)
+    (place / "elsewhere" / "deep" / "plan.md").write_text("mine\n")
+    monkeypatch.chdir(place / "elsewhere" / "deep")
+    before = snapshot(place.parent)
+    for out, where in ((".", "the working folder"), ("..", "the working folder or a folder above it")):
+        assert refused(capsys, "export", "--model_name_or_path", str(place / "model"), "--format", "hf",
+                       "--output_dir", out, "--overwrite") == (
+            f"output_dir {out} is {where}; an export writes a folder of its own: choose a new one such as "
+            "exports/<name>")
     assert snapshot(place.parent) == before
 
 
