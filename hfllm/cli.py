@@ -1,8 +1,8 @@
 """One entry point: ``hfllm <command> [--config FILE] [--key value ...]``.
 
 Each command lives in its own module with a ``main(argv)`` function; this file
-only dispatches, and turns a UserError into one readable line (``--debug`` keeps
-the traceback). Run any training command on many processes with::
+only dispatches, and turns what the user can fix into one readable line
+(hfllm.errors.user_line; ``--debug`` keeps the traceback). Run any training command on many processes with::
 
     accelerate launch -m hfllm.cli pretrain --config configs/tiny/pretrain.yaml
 """
@@ -14,7 +14,7 @@ import importlib.util
 import os
 import sys
 
-from hfllm.errors import UserError, system_error
+from hfllm.errors import user_line
 from hfllm.stages import STAGES
 
 # command -> (module, one-line help): the stages (hfllm.stages.STAGES), then the tools. Modules are
@@ -79,18 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(COMMANDS[command][0])
         result = module.main(rest)
-    except UserError as exc:
-        if debug:
-            raise
-        print(f"hfllm {command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as exc:
         code = getattr(exc, "exit_code", 130)
         if os.environ.get("RANK", "0") == "0":
             print(f"hfllm {command}: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr)
         return code
-    except Exception as exc:  # a full disk or a folder we may not write: the user's to fix, not a bug
-        message = None if debug else system_error(exc)
+    except Exception as exc:  # the user's to fix (hfllm.errors.user_line): one line; a bug: its traceback
+        message = None if debug else user_line(exc)
         if message is None:
             raise
         print(f"hfllm {command}: error: {message}", file=sys.stderr)

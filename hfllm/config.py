@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import difflib
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -37,13 +36,41 @@ class _Parser(HfArgumentParser):
         raise UserError(re.sub(r"argument (--[\w]+)(?:/--[\w-]+)*", r"\1", message).strip().splitlines()[0])
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (PyYAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *defaults' then a key of its own: an override, as meant
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise _DuplicateKey(f"key '{key}' is given twice (lines {first} and {key_node.start_mark.line + 1})"
+                                        "; keep one")
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a dict; every failure is a UserError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the YAML file itself (examples live in configs/)")
     if not path.is_file():
         raise UserError(f"config file not found: {path} (check the path; examples live in configs/)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506  a SafeLoader
+    except _DuplicateKey as exc:
+        raise UserError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -97,6 +124,14 @@ def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
             rest.append(arg)
         i += 1
     return config, rest
+
+
+def config_flag(argv: Sequence[str]) -> str | None:
+    """The ``--config`` path in argv, if any (a run records it among its inputs)."""
+    try:
+        return _split_config_flag(list(argv))[0]
+    except UserError:
+        return None
 
 
 def parse_args(
@@ -167,6 +202,10 @@ def parse_args(
         raise
     if remaining:
         raise UserError(f"unexpected argument '{remaining[0]}' (flags look like --name value)")
+    from hfllm.checks import check_values
+
+    # Ranges before the dataclasses are built: their __post_init__ would meet a zero divisor as a traceback.
+    check_values(vars(namespace), prog.split(" ")[-1], explicit)
 
     outputs = []
     for dtype in dataclass_types:
@@ -178,7 +217,6 @@ def parse_args(
             # The libraries validate combinations in __post_init__ (ValueError, TypeError, a missing
             # optional package...): all of it is about the values given; keep their words.
             raise UserError(f"invalid {dtype.__name__}: {first_line(exc)}") from None
-        check_ranges(outputs[-1])
     return outputs, explicit
 
 
@@ -203,35 +241,6 @@ def _deprecated(prog: str, old: str, new: str) -> None:
 def renamed(*old: str, help: str) -> dict:
     """Field metadata for an option that TRL's name replaced: the old spellings still work, with a note."""
     return {"help": help, "aliases": [f"--{name}" for name in old]}
-
-
-# Sizes and rates that only make sense in a range, checked on any dataclass that has them: a zero
-# batch size is one line now rather than a traceback from a DataLoader after the model has loaded.
-# (Stages check their own fields with better words: vocab_size, max_new_tokens, ...)
-POSITIVE_INTS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "max_length", "max_train_samples", "block_size", "model_max_length", "max_prompt_length",
-                 "max_completion_length", "num_generations", "num_mini_batches", "num_ppo_epochs",
-                 "response_length", "lora_r", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                 "num_key_value_heads", "intermediate_size", "max_position_embeddings")
-NON_NEGATIVE = ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm", "num_train_epochs",
-                "eval_split_size", "lora_dropout", "dataloader_num_workers")
-
-
-def check_ranges(obj: Any) -> None:
-    """Refuse zero or negative sizes and negative rates, naming the key."""
-    for name in POSITIVE_INTS:
-        value = getattr(obj, name, None)
-        if value is not None and not isinstance(value, bool) and isinstance(value, int) and value < 1:
-            raise UserError(f"{name} must be a positive integer, got {value}")
-    for name in NON_NEGATIVE:
-        value = getattr(obj, name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value)
-                                                                                   and value >= 0):
-            raise UserError(f"{name} must be a finite number >= 0, got {value}")
-    epochs, steps = getattr(obj, "num_train_epochs", None), getattr(obj, "max_steps", None)
-    if epochs == 0 and isinstance(steps, int) and steps <= 0:
-        raise UserError("num_train_epochs is 0 and max_steps is not set: nothing would be trained; "
-                        "set --num_train_epochs or --max_steps")
 
 
 SECRET_FIELDS = {"hub_token", "token", "push_to_hub_token"}

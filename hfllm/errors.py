@@ -1,9 +1,12 @@
 """Errors a user can fix, and the one way hfllm turns any exception into one readable line.
 
 ``UserError`` is raised for mistakes in what the user gave (bad config, path, data, prompt);
-the CLI prints it as a single line without a traceback (``--debug`` shows it). ``first_line``
-and ``causes`` read other exceptions, whose useful words are often in their chain; a full,
-read-only or forbidden disk is recognised anywhere in that chain (``system_error``).
+``user_line`` is the one mapping from an exception to what the user sees (the CLI prints it
+after ``hfllm <command>: error:``, the app shows it on the page): a UserError's message, or
+for what is the user's to fix but raised by a library or the system (a full, read-only or
+forbidden disk, no memory left, the Hub out of reach) one line found anywhere in the
+exception's chain; None for a bug, which keeps its traceback. Every line is one line: a
+newline inside a message (a column name can hold one) is shown as ``\\n``.
 """
 
 from __future__ import annotations
@@ -64,3 +67,31 @@ def system_error(exc: BaseException) -> str | None:
         if code in (errno.EACCES, errno.EPERM) and filename:
             return f"permission denied: {filename}; check its permissions or choose another path"
     return None
+
+
+def one_line(text: str) -> str:
+    """A message as one line: line breaks inside it (from a name the user gave) shown as \\n, \\r."""
+    return str(text).strip().replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _unreachable_hub(exc: BaseException) -> str | None:
+    names = {type(link).__name__ for link in causes(exc)}
+    if "OfflineModeIsEnabled" in names:
+        return "the Hub cannot be reached: offline mode is on (HF_HUB_OFFLINE=1); use local paths, or unset it"
+    if names & {"ConnectError", "ConnectTimeout", "ConnectionError", "NameResolutionError"}:
+        link = next(link for link in causes(exc) if type(link).__name__ in
+                    ("ConnectError", "ConnectTimeout", "ConnectionError", "NameResolutionError"))
+        return f"the Hub cannot be reached ({type(link).__name__}: {first_line(link)[:200]}); check the network " \
+               "or HF_ENDPOINT, or use local paths"
+    return None
+
+
+def user_line(exc: BaseException) -> str | None:
+    """What the user sees for ``exc`` (one line), or None when it is a bug (shown with its traceback)."""
+    if isinstance(exc, UserError):
+        return one_line(str(exc))
+    if any(isinstance(link, MemoryError) or type(link).__name__ == "OutOfMemoryError" for link in causes(exc)):
+        return ("out of memory: lower --per_device_train_batch_size or --max_length (raise "
+                "--gradient_accumulation_steps to keep the batch), or choose a smaller model")
+    message = system_error(exc) or _unreachable_hub(exc)
+    return one_line(message) if message else None

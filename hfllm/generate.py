@@ -130,7 +130,9 @@ def stream(model, tokenizer, text: str, gen_kwargs: dict, seed: int | None = Non
 def _stream(model, tokenizer, inputs, gen_kwargs, seed, stop_event):
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+    # How long to wait for the next piece: bounded by the request's max_time when it has one (the app's).
+    wait = gen_kwargs["max_time"] + 30 if gen_kwargs.get("max_time") else 300
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=wait)
 
     class _Stop(StoppingCriteria):  # lets a UI's stop button end generation early
         def __call__(self, input_ids, scores, **kwargs):
@@ -140,9 +142,9 @@ def _stream(model, tokenizer, inputs, gen_kwargs, seed, stop_event):
     errors: list[BaseException] = []
 
     def run():
-        if seed is not None:
-            torch.manual_seed(seed)
-        try:
+        try:  # the seed too: an error outside would leave the consumer waiting for the streamer's timeout
+            if seed is not None:
+                torch.manual_seed(seed)
             with torch.no_grad():
                 model.generate(**inputs, **kwargs, streamer=streamer, eos_token_id=_stop_ids(model, tokenizer),
                                pad_token_id=tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([_Stop()]))
@@ -218,9 +220,12 @@ def main(argv: list[str]) -> int:
     if not args.prompt:
         raise UserError("no prompt: pass --prompt 'some text'")
     gen_kwargs = sampling_kwargs(args, explicit)
-    from hfllm.loading import load_causal_lm, load_tokenizer
+    from hfllm.checks import check_model_kind
+    from hfllm.loading import check_model_source, load_causal_lm, load_tokenizer
 
-    # The model first: a typo or a pickle-only folder is refused before anything loads.
+    # The model first: a typo, a pickle-only folder or a reward model is refused before anything loads.
+    check_model_source(name)
+    check_model_kind(name, "causal_lm", "model_name_or_path", "generate")
     model = load_causal_lm(name, revision=args.model_revision, trust_remote_code=args.trust_remote_code).eval()
     tokenizer = load_tokenizer(name, revision=args.model_revision, trust_remote_code=args.trust_remote_code)
     for prompt in args.prompt:

@@ -64,12 +64,50 @@ def check_model_source(name_or_path: str, what: str = "model") -> None:
         raise UserError(f"{what} path {name_or_path} is a file; pass the folder that holds config.json")
     if not ((path / "config.json").is_file() or is_adapter_folder(path) or (path / "tokenizer_config.json").is_file()):
         raise UserError(f"{name_or_path} is not a model folder (no config.json or adapter_config.json inside)")
+    check_safe_weights(name_or_path)  # first: whatever else is wrong, a pickle is named as the reason
+    if (path / "config.json").is_file() and not is_adapter_folder(path):
+        check_config(path / "config.json", name_or_path)
+    check_weight_files(path, name_or_path)
     if is_adapter_folder(path):  # checked now, before any data or weights are read
         base = adapter_base(path)
         if is_local(base) and not Path(base).expanduser().is_dir():
             raise UserError(f"{name_or_path} is a LoRA adapter whose base model {base} does not exist (moved or "
                             f"deleted?); put it back, or set base_model_name_or_path in "
                             f"{Path(name_or_path) / 'adapter_config.json'} to its new folder or Hub id")
+
+
+def check_config(config: Path, shown: str) -> None:
+    """A config.json that transformers can tell the model from (AutoConfig needs model_type)."""
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{shown}/config.json is not valid JSON ({first_line(exc)}); save the model again with "
+                        "save_pretrained") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise UserError(f"{shown}/config.json has no model_type, so transformers cannot tell which model it is; save "
+                        "the model with save_pretrained (which writes it), or add the line, e.g. \"model_type\": "
+                        "\"llama\"")
+
+
+def check_weight_files(folder: Path, shown: str) -> None:
+    """Each safetensors file holds what its header says: a 0-byte or cut-off file (an interrupted copy or save)
+    is one line here, not a deserialising error from deep inside from_pretrained. Reads 8 bytes + the header."""
+    import struct
+
+    for file in sorted(folder.glob("*.safetensors")):
+        size = file.stat().st_size
+        try:
+            with open(file, "rb") as f:
+                length = struct.unpack("<Q", f.read(8))[0] if size >= 8 else None
+                header = json.loads(f.read(length)) if length is not None and 8 + length <= size else None
+        except (OSError, ValueError, UnicodeDecodeError, struct.error):
+            header = None
+        ends = [v["data_offsets"][1] for v in (header or {}).values()
+                if isinstance(v, dict) and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+        if not isinstance(header, dict) or 8 + length + max(ends, default=0) > size:
+            state = "empty (0 bytes)" if size == 0 else f"cut off or damaged ({size:,} bytes)"
+            raise UserError(f"{shown}/{file.name} is {state}: an interrupted copy or save? copy or save the model "
+                            "again")
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -121,6 +159,11 @@ def _from_pretrained(auto_class, name_or_path: str, what: str, shown: str | None
     shown = shown or name_or_path
     if kwargs.get("trust_remote_code"):
         warn_remote_code(shown)
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():  # before allocating: a model that cannot fit is one line, not a frozen machine
+        from hfllm.checks import check_memory
+
+        check_memory(sum(f.stat().st_size for f in folder.glob("*.safetensors")), f"{what} '{shown}'")
     try:
         return auto_class.from_pretrained(name_or_path, use_safetensors=True, **kwargs)
     except OSError as exc:
@@ -130,6 +173,10 @@ def _from_pretrained(auto_class, name_or_path: str, what: str, shown: str | None
                             "can run code when loaded); hfllm loads safetensors only") from None
         where = "" if Path(shown).exists() else " (not a local folder, so the Hub was asked)"
         raise UserError(f"could not load {what} '{shown}'{where}: {first}") from None
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:  # a config or weights it cannot take
+        if type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
+            raise
+        raise UserError(f"could not load {what} '{shown}': {first_line(exc, with_type=True)}") from exc  # --debug
 
 
 def _load(kind: str, name_or_path: str, what: str, merge_adapter: bool, **kwargs):

@@ -67,7 +67,7 @@ def _substitute(text: str, outputs: dict[str, str], stage: str) -> str:
                             f"known: {', '.join(outputs)}")
         return outputs[ref]
 
-    return re.sub(r"\{([A-Za-z0-9_\-]+)\}", repl, text)
+    return REFERENCE.sub(repl, text)
 
 
 def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
@@ -81,15 +81,21 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
     for i, item in enumerate(spec["stages"], 1):
         if not isinstance(item, dict) or "name" not in item:
             raise UserError(f"{path}: stage {i} must be a mapping with at least a 'name'")
+        if not isinstance(item["name"], str) or not STAGE_NAME.fullmatch(item["name"]):
+            # The name is a folder under run_dir: '../x' would write outside it, '' into run_dir itself.
+            raise UserError(f"{path}: stage {i} has name {item['name']!r}; a stage name is a folder name under "
+                            "run_dir: letters, digits, '-' and '_'")
         extra = set(item) - {"name", "command", "config", "args"}
         if extra:
             raise UserError(f"{path}: stage '{item['name']}' has unknown key '{sorted(extra)[0]}' "
                             "(use name, command, config, args)")
         command = item.get("command", item["name"])
-        if command not in STAGES:
+        if not isinstance(command, str) or command not in STAGES:
             raise UserError(f"{path}: stage '{item['name']}' has unknown command '{command}'; "
                             f"choose one of {', '.join(STAGES)}")
         config = item.get("config")
+        if config is not None and not isinstance(config, str):
+            raise UserError(f"{path}: stage '{item['name']}': config must be a path to a YAML file")
         if config and not Path(config).is_file() and (base / Path(config).name).is_file():
             config = str(base / Path(config).name)  # a config next to the pipeline file
         if config and not Path(config).is_file():
@@ -101,10 +107,22 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: stage names must be unique, got {names}")
+    for i, stage in enumerate(stages):  # every {name} must be an earlier stage: no stage runs before this is known
+        for key, value in stage.args.items():
+            for item in value if isinstance(value, list) else [value]:
+                for ref in REFERENCE.findall(item) if isinstance(item, str) else []:
+                    if ref not in names[:i]:
+                        where = "itself" if ref == stage.name else "a later stage" if ref in names else "no stage"
+                        raise UserError(f"{path}: stage '{stage.name}' refers to '{{{ref}}}' in {key}, which is "
+                                        f"{where}; a stage can refer to the stages before it: "
+                                        f"{', '.join(names[:i]) or 'none'}")
+    run_dir = spec.get("run_dir")
+    if run_dir is not None and (not isinstance(run_dir, str) or not run_dir.strip()):
+        raise UserError(f"{path}: run_dir must be a folder path")
     compare = spec.get("compare") or []
     if not isinstance(compare, list) or not all(isinstance(p, str) for p in compare):
         raise UserError(f"{path}: 'compare' must be a list of prompts")
-    return spec.get("run_dir") or f"runs/{Path(path).stem}", stages, compare
+    return run_dir or f"runs/{Path(path).stem}", stages, compare
 
 
 def main(argv: list[str]) -> int:
@@ -113,6 +131,8 @@ def main(argv: list[str]) -> int:
     (args,), _ = parse_args([PipelineArguments], argv[1:], prog="hfllm run")
     run_dir, stages, compare = read_pipeline(argv[0])
     run_dir = args.run_dir or run_dir
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise UserError(f"run_dir {run_dir} is a file; a run folder holds one folder per stage: choose a folder path")
     outputs = {s.name: str(Path(run_dir) / s.name) for s in stages}
     for name in [*args.only, *args.rerun]:
         if name not in outputs:
@@ -125,7 +145,9 @@ def main(argv: list[str]) -> int:
             continue
         out = outputs[stage.name]
         stage_argv = stage.argv(outputs) + (["--overwrite"] if stage.name in args.rerun else [])
-        if run_folder.is_complete(out) and stage.name not in args.rerun:
+        # Skipped only when finished by the same command: another's folder is the stage's to refuse.
+        if run_folder.is_complete(out) and stage.name not in args.rerun \
+                and run_folder.recorded_stage(Path(out)) in (stage.command, None):
             say(f"== {stage.name}: already complete in {out}, skipped")
             continue
         say(f"\n== {stage.name}: hfllm {stage.command} {' '.join(stage_argv)}", flush=True)
@@ -185,6 +207,9 @@ def print_summary(run_dir: str, stages: list[Stage], timings: dict[str, float]) 
         if m.get("sample"):
             print(f"  {'':<10} sample: {m['sample']!r}")
 
+
+STAGE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what a {reference} can name
+REFERENCE = re.compile(r"\{([A-Za-z0-9_-]+)\}")
 
 # Metrics worth a line in the summary, per stage kind.
 HEADLINES = ("vocab_size", "chars_per_token_held_out", "num_parameters", "eval_loss", "perplexity",

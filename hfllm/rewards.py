@@ -119,9 +119,11 @@ class RewardModelScorer:
         import torch
 
         from hfllm.chat_template import ensure_chat_template
+        from hfllm.checks import check_model_kind
         from hfllm.loading import check_model_source, is_adapter_folder, load_sequence_classifier, load_tokenizer
 
         check_model_source(path, "reward model")
+        check_model_kind(path, "reward", "reward_model_name_or_path", "")  # a causal LM: an untrained head
         self.__name__ = "reward_model"  # TRL logs reward functions by name
         self.path, self.batch_size = str(path), batch_size
         self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)

@@ -3,7 +3,10 @@
 A stage folder is complete when ``metrics.json`` exists: it is written last, after
 the model, so a crash never leaves a folder that a later stage mistakes for
 finished. A folder that holds checkpoints but no metrics.json is an interrupted
-run and is resumed. Nothing the user made is replaced without ``--overwrite``.
+run and is resumed, by the stage that started it only: ``hfllm_run.json``, written
+when a stage starts writing, records the stage and what it started from (and, once
+finished, the files it wrote). ``--overwrite`` replaces only such a folder of the
+same stage; never an input of the command, the working folder, or anyone's files.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfllm.errors import UserError
@@ -60,37 +64,164 @@ def last_checkpoint(folder: str | Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def prepare(folder: str | Path, *, overwrite: bool, stage: str, resume: bool = True) -> str | None:
-    """Check the output folder before any model is loaded; return a checkpoint to resume from.
+MARKER = "hfllm_run.json"  # written when a stage starts writing: which stage, from which inputs
+INPUT_WORDS = {"model_name_or_path": "the model", "tokenizer_name_or_path": "the tokenizer",
+               "reward_model_name_or_path": "the reward model", "value_model_name_or_path": "the value model",
+               "dataset_name": "the dataset", "eval_dataset_name": "the eval dataset", "config": "the config file"}
 
-    - missing or empty folder: fine;
-    - a finished run: refused unless ``overwrite`` (then removed);
-    - an interrupted run with checkpoints: resumed (unless ``overwrite`` or not ``resume``);
-    - anything else (files we did not write): refused unless ``overwrite``.
+
+def read_marker(folder: str | Path) -> dict:
+    try:
+        data = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recorded_stage(folder: Path) -> str | None:
+    """The stage that wrote ``folder``: its marker's, else (folders from before the marker) metrics.json's."""
+    if stage := read_marker(folder).get("stage"):
+        return stage
+    metrics = read_metrics(folder) if is_complete(folder) else {}
+    return "merge" if "merged_from" in metrics else {"data": "clean"}.get(metrics.get("stage"), metrics.get("stage"))
+
+
+def _same_input(a, b) -> bool:
+    return a == b or (isinstance(a, str) and isinstance(b, str) and _resolved(a) == _resolved(b))
+
+
+def _resolved(value: str) -> str:
+    try:
+        path = Path(value).expanduser()
+        return str(path.resolve()) if path.exists() else value
+    except (OSError, ValueError):  # not a path at all (too long, a NUL byte)
+        return value
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+@dataclass
+class Plan:
+    """What a stage will do with its output folder, decided before anything is written (``prepare``); nothing
+    happens to the folder until ``claim``, just before the stage first writes there, so that a run refused
+    or failed on its way (bad data, a model that does not load) leaves the folder as it was."""
+
+    folder: Path
+    stage: str
+    inputs: dict = field(default_factory=dict)  # option -> value: what the run starts from, for the marker
+    resume_from: str | None = None              # a checkpoint of this stage's interrupted run
+    replace: bool = False                       # --overwrite of this stage's own earlier run
+    claimed: bool = False
+
+    def claim(self, into: Path | None = None) -> None:
+        """Remove the run being replaced, then record the stage and its inputs: from here on, the folder is this
+        stage's. Main process only (the others write nothing here); once. ``into``: a new folder built beside
+        the output folder, which takes its place when complete (hfllm data clean); the marker goes there."""
+        if self.claimed:
+            return
+        self.claimed = True  # on every process alike, so that they sync (or not) together
+        if not is_main_process():
+            return
+        if self.replace and into is None and self.folder.is_dir():
+            shutil.rmtree(self.folder)
+        folder = into or self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        marker = {**read_marker(folder), "stage": self.stage,
+                  "inputs": {k: _resolved(v) if isinstance(v, str) else v for k, v in self.inputs.items()}}
+        marker.setdefault("started_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        marker.pop("files", None)  # the list of what a finished run wrote comes with metrics.json
+        (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def prepare(folder: str | Path, *, overwrite: bool, stage: str, resume: bool = True, inputs: dict | None = None,
+            sources: dict | None = None) -> Plan:
+    """Decide what the stage does with its output folder, before any data or model is loaded; write nothing.
+
+    ``inputs`` are every option naming a local path the command reads (hfllm.checks.input_paths), ``sources``
+    the ones that say what the run starts from (recorded, and compared when resuming). Refused in one line:
+    a file; the working folder or a folder above it; an input of the command or a folder above one; a
+    folder holding files hfllm did not write; another stage's run. Allowed: a missing or empty folder (or
+    one holding only a marker: a run that failed before writing), this stage's interrupted run with the
+    same sources (resumed unless ``resume`` is off), and with ``overwrite`` this stage's own run.
     """
-    folder = Path(folder)
+    shown, folder = str(folder), Path(folder).expanduser()
+    plan = Plan(folder, stage, dict(sources or {}))
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"output_dir {folder} is a file; choose a folder path")
-    if not folder.exists() or not any(folder.iterdir()):
-        return None
-    if overwrite:
-        shutil.rmtree(folder)
-        return None
+        raise UserError(f"output_dir {shown} is a file; choose a folder path")
+    here = folder.resolve()
+    cwd = Path.cwd().resolve()
+    if here == cwd or here in cwd.parents:
+        raise UserError(f"output_dir {shown} is the working folder{' or a folder above it' if here != cwd else ''}; "
+                        f"a run writes a folder of its own: choose a new one such as runs/<name>/{stage}")
+    if here == Path.home().resolve():
+        raise UserError(f"output_dir {shown} is the home folder; choose a new folder such as runs/<name>/{stage}")
+    for option, value in (inputs or {}).items():
+        try:
+            source = Path(value).expanduser().resolve()
+        except (OSError, ValueError):
+            continue
+        flag = option.split(" ")[0]
+        what = "the base model of the adapter" if option.endswith("(its base)") else \
+            INPUT_WORDS.get(flag, f"a path given as --{flag}")
+        if source == here:
+            raise UserError(f"output_dir {shown} is {what} this command reads (--{flag}); choose another --output_dir")
+        if here in source.parents:
+            raise UserError(f"output_dir {shown} holds {value}, {what} this command reads (--{flag}); choose another "
+                            "--output_dir")
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if not [n for n in names if n != MARKER]:
+        return plan
+    other = recorded_stage(folder)
+    if other is None and last_checkpoint(folder):
+        raise UserError(f"output_dir {shown} holds checkpoints of a run that did not record its stage ({MARKER} is "
+                        "missing), so hfllm cannot tell whose they are; choose another --output_dir")
+    if other is None:
+        raise UserError(f"output_dir {shown} is not empty: it holds {_listing(names)}, which hfllm did not "
+                        "write; choose another --output_dir")
+    if other != stage:
+        state = "a finished" if is_complete(folder) else "an unfinished"
+        raise UserError(f"output_dir {shown} holds {state} {other} run, which hfllm {stage} may not replace or "
+                        "resume; choose another --output_dir")
     if is_complete(folder):
-        raise UserError(f"output_dir {folder} already holds a finished run; pass --overwrite to replace it "
-                        "or choose another --output_dir")
+        if not overwrite:
+            raise UserError(f"output_dir {shown} already holds a finished run; pass --overwrite to replace it "
+                            "or choose another --output_dir")
+        written = read_marker(folder).get("files")
+        extra = [n for n in names if n not in (written or names) and n not in (MARKER, METRICS)]
+        if extra:
+            raise UserError(f"output_dir {shown} holds files besides the {stage} run hfllm wrote there "
+                            f"({_listing(extra)}); move them away, or choose another --output_dir")
+        plan.replace = True
+        return plan
+    if overwrite:
+        plan.replace = True
+        return plan
     checkpoint = last_checkpoint(folder)
-    if checkpoint and resume:
-        if is_main_process():
-            print(f"hfllm {stage}: resuming the interrupted run from {checkpoint}")
-        return checkpoint
-    raise UserError(f"output_dir {folder} is not empty and holds no finished {stage} run; "
-                    "pass --overwrite to replace it or choose another --output_dir")
+    if checkpoint is None or not resume:
+        raise UserError(f"output_dir {shown} holds an unfinished {stage} run with no checkpoint to resume; pass "
+                        "--overwrite to start it again or choose another --output_dir")
+    recorded = read_marker(folder).get("inputs") or {}
+    for option, value in (sources or {}).items():
+        if not _same_input(recorded.get(option), value):
+            raise UserError(f"output_dir {shown} holds an interrupted {stage} run of --{option} "
+                            f"{recorded.get(option)}, not {value}; run it again with the same inputs to resume, or "
+                            "pass --overwrite to start again")
+    if is_main_process():
+        print(f"hfllm {stage}: resuming the interrupted run from {checkpoint}")
+    plan.resume_from = checkpoint
+    return plan
 
 
 def write_metrics(folder: str | Path, metrics: dict, stage: str) -> Path:
     """Write metrics.json atomically; this marks the stage folder complete."""
     folder = Path(folder)
+    if (folder / MARKER).is_file():  # what the run wrote: --overwrite later replaces this, and no one's other files
+        marker = read_marker(folder)
+        marker["files"] = sorted({p.name for p in folder.iterdir()} | {METRICS})
+        (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     data = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **metrics}
     tmp = folder / (METRICS + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")

@@ -93,7 +93,7 @@ def test_sampling_settings_are_capped_and_validated():
     assert kwargs["do_sample"] and kwargs["top_k"] is None and kwargs["top_p"] is None  # 0 / 1 mean off
     greedy = h.Sampling(greedy=True, temperature=1.7, top_k=5).kwargs()
     assert greedy["do_sample"] is False and "temperature" not in greedy
-    with pytest.raises(UserError, match="temperature must be > 0"):
+    with pytest.raises(UserError, match="temperature must be a finite number > 0, got 0"):
         h.Sampling(temperature=0).kwargs()
 
 

@@ -160,7 +160,7 @@ def test_refuses_to_overwrite_then_overwrites(tmp_path, capsys):
     argv = ["data", "clean", "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
             "--near_dedup", "false"]
     assert cli(argv) == 2
-    assert "already holds something; pass --overwrite" in capsys.readouterr().err
+    assert "already holds a finished run; pass --overwrite" in capsys.readouterr().err
     assert cli([*argv, "--overwrite"]) == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text())["settings"]["near_dedup"] is False
 
@@ -176,7 +176,7 @@ def test_refuses_to_overwrite_then_overwrites(tmp_path, capsys):
     (["--dataset_name", "{empty}"], "dataset file .*empty.jsonl is empty"),
     (["--dataset_name", "{bad}"], "could not read dataset '.*bad.jsonl': JSON parse error"),
     (["--dataset_name", "{data}", "--min_words", "10000"], "every document .* was removed"),
-    (["--dataset_name", "{data}", "--output_dir", "{tmp}", "--overwrite"], "and the input .* overlap"),
+    (["--dataset_name", "{data}", "--output_dir", "{tmp}", "--overwrite"], "holds .*c.jsonl, the dataset"),
     (["--near_dup_treshold", "0.5"], "did you mean 'near_dup_threshold'"),
 ])
 def test_bad_input_is_one_line_user_error(tmp_path, flags, message):

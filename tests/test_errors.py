@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -147,7 +148,8 @@ CASES = {
                            "(from_pretrained, then save_pretrained writes model.safetensors)"),
     "bad_temperature": Case("generate", "temperature 0", ["generate", "--model_name_or_path", "model", "--prompt", "hi",
                                                           "--temperature", "0"],
-                            "temperature must be > 0 (for deterministic output use greedy decoding: --do_sample false)"),
+                            "temperature must be a finite number > 0 (for deterministic output use greedy decoding: "
+                            "--do_sample false), got 0.0"),
     "unknown_reward_grpo": Case("grpo", "unknown reward function",
                                 ["grpo", "--model_name_or_path", "model", "--dataset_name", "data/prompts.jsonl",
                                  "--reward_funcs", "exact_anser", "--output_dir", "out/grpo"],
@@ -159,10 +161,10 @@ CASES = {
                                "unknown reward function 'lenght_penalty'; use one of exact_answer, answer_partial, "
                                "format_sentence, length_penalty or an import path like 'mypackage.rewards:my_reward'"),
     # --- output folders and disks -----------------------------------------------------------------
-    "other_run": Case("sft", "output folder that holds another finished run (without --overwrite)",
+    "other_run": Case("sft", "output folder that holds another stage's finished run",
                       ["sft", "--model_name_or_path", "model", "--output_dir", "tok"],
-                      "output_dir tok already holds a finished run; pass --overwrite to replace it or choose another "
-                      "--output_dir"),
+                      "output_dir tok holds a finished tokenizer run, which hfllm sft may not replace or resume; "
+                      "choose another --output_dir"),
     "disk_full_tokenizer": Case("tokenizer", "disk full while saving",
                                 ["tokenizer", "--dataset_name", "corpus.txt", "--vocab_size", "300",
                                  "--output_dir", "out/tok"],
@@ -194,6 +196,73 @@ CASES = {
     "run_command": Case("run", "unknown stage command in the pipeline file", ["run", "pipeline_command.yaml"],
                         "pipeline_command.yaml: stage 'tok' has unknown command 'tokenise'; choose one of clean, "
                         "tokenizer, pretrain, sft, reward, dpo, ppo, grpo, rloo"),
+    # --- issue 19: values and folders checked by meaning, before anything loads --------------------------
+    "dup_key": Case("tokenizer", "a key given twice in the config file",
+        ["tokenizer", "--config", "twice.yaml"],
+        "twice.yaml: key 'vocab_size' is given twice (lines 2 and 3); keep one"),
+    "config_dir": Case("tokenizer", "a folder given as the config file",
+        ["tokenizer", "--config", "data"],
+        "data is a folder; give the YAML file itself (examples live in configs/)"),
+    "null_text": Case("pretrain", "null values in the text column",
+        ["pretrain", "--tokenizer_name_or_path", "tok", "--dataset_name", "data/null_text.jsonl"],
+        "column 'text' of dataset 'data/null_text.jsonl' is empty (null) in 1 of 2 rows; fill or remove them"),
+    "eval_split_all": Case("pretrain", "eval_split_size that leaves no training rows",
+        ["pretrain", "--tokenizer_name_or_path", "tok", "--dataset_name", "corpus.txt", "--eval_split_size",
+         "100000"],
+        "eval_split_size 100000 holds out all 300 rows of corpus.txt, leaving none to train on; lower it (a "
+        "share such as 0.1, or a count)"),
+    "reward_as_lm": Case("dpo", "a reward model where a causal LM is needed",
+        ["dpo", "--model_name_or_path", "rm"],
+        "rm is a reward model (it scores a conversation, it does not write one); hfllm dpo needs a causal "
+        "language model for --model_name_or_path, e.g. the SFT stage folder"),
+    "lm_as_reward": Case("grpo", "a chat model as the reward model",
+        ["grpo", "--model_name_or_path", "model", "--reward_model_name_or_path", "model"],
+        "model is a causal language model, not a reward model: as one it would score with an untrained head; "
+        "train one with 'hfllm reward --model_name_or_path model'"),
+    "adapter_to_reward": Case("reward", "a LoRA adapter where a full model is needed",
+        ["reward", "--model_name_or_path", "adapter"],
+        "adapter is a LoRA adapter; hfllm reward starts from a full model: merge it first (hfllm merge "
+        "--model_name_or_path adapter --output_dir adapter-merged), or train the SFT stage with --merge_lora"),
+    "no_model_type": Case("generate", "config.json without model_type",
+        ["generate", "--model_name_or_path", "no-type", "--prompt", "hi"],
+        "no-type/config.json has no model_type, so transformers cannot tell which model it is; save the "
+        'model with save_pretrained (which writes it), or add the line, e.g. "model_type": "llama"'),
+    "cut_weights": Case("generate", "a truncated model.safetensors",
+        ["generate", "--model_name_or_path", "cut", "--prompt", "hi"],
+        "cut/model.safetensors is cut off or damaged (2,000 bytes): an interrupted copy or save? copy or "
+        "save the model again"),
+    "lora_target": Case("sft", "--lora_target_modules the model does not have",
+        ["sft", "--model_name_or_path", "model", "--use_peft", "--lora_target_modules", "nosuch_proj"],
+        "lora_target_modules: the model has no module 'nosuch_proj'; its linear layers are down_proj, "
+        "gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj (or use all-linear)"),
+    "encoder": Case("pretrain", "--model_type bert (not a decoder)",
+        ["pretrain", "--tokenizer_name_or_path", "tok", "--model_type", "bert"],
+        "model_type bert is not a decoder-only language model (an encoder, or an encoder-decoder): "
+        "pretrained on next tokens, its tokens would see the ones they predict; choose a decoder such as "
+        "llama, qwen2, mistral or gpt2"),
+    "empty_bos": Case("tokenizer", "an empty bos_token",
+        ["tokenizer", "--dataset_name", "corpus.txt", "--bos_token", ""],
+        "bos_token must not be empty (the default is <|begin|>)"),
+    "bad_template": Case("tokenizer", "a chat template that does not parse",
+        ["tokenizer", "--dataset_name", "corpus.txt", "--chat_template", "{% if %}"],
+        "chat_template does not parse at line 1: Expected an expression, got 'end of statement block'"),
+    "max_steps_negative": Case("pretrain", "--max_steps -5",
+        ["pretrain", "--tokenizer_name_or_path", "tok", "--max_steps", "-5"],
+        "max_steps must be a positive number of steps (or -1: train for num_train_epochs), got -5"),
+    "huge_seed": Case("generate", "a seed torch cannot take",
+        ["generate", "--model_name_or_path", "model", "--prompt", "hi", "--seed", "99999999999999999999999"],
+        "seed must be an integer in [0, 4294967295] (what numpy's and torch's generators take), got "
+        "99999999999999999999999"),
+    "rerun_empty": Case("run", "--rerun '' (no stage)",
+        ["run", "pipeline_ok.yaml", "--rerun", ""],
+        "no stage named '' in pipeline_ok.yaml; stages: tok"),
+    "run_dir_file": Case("run", "a run_dir that is a file",
+        ["run", "pipeline_ok.yaml", "--run_dir", "corpus.txt"],
+        "run_dir corpus.txt is a file; a run folder holds one folder per stage: choose a folder path"),
+    "stage_name_path": Case("run", "a stage name that is a path",
+        ["run", "pipeline_escape.yaml"],
+        "pipeline_escape.yaml: stage 1 has name '../../x'; a stage name is a folder name under run_dir: "
+        "letters, digits, '-' and '_'"),
 }
 
 
@@ -258,6 +327,19 @@ def work(tmp_path_factory) -> Path:
     (root / "wrong_type.yaml").write_text("dataset_name: corpus.txt\nvocab_size: many\n")
     (root / "pipeline_typo.yaml").write_text("run_dir: runs/p\nstage:\n  - name: tokenizer\n")
     (root / "pipeline_command.yaml").write_text("run_dir: runs/p\nstages:\n  - name: tok\n    command: tokenise\n")
+    (root / "pipeline_ok.yaml").write_text("run_dir: runs/p\nstages:\n  - name: tok\n    command: tokenizer\n")
+    (root / "pipeline_escape.yaml").write_text("run_dir: runs/p\nstages:\n  - name: ../../x\n    command: tokenizer\n")
+    # issue 19: what a folder holds, read from its files before any weights load
+    (root / "twice.yaml").write_text("dataset_name: corpus.txt\nvocab_size: 300\nvocab_size: 400\n")
+    _jsonl(data / "null_text.jsonl", [{"text": "the cat sat"}, {"text": None}])
+    for name in ("rm", "no-type", "cut"):
+        shutil.copytree(root / "model", root / name)
+    config = json.loads((root / "model" / "config.json").read_text())
+    (root / "rm" / "config.json").write_text(json.dumps({**config, "architectures": ["LlamaForSequenceClassification"],
+                                                         "num_labels": 1}))
+    (root / "no-type" / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model_type"}))
+    weights = root / "cut" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:2000])  # what an interrupted copy leaves
     return root
 
 
@@ -345,13 +427,21 @@ def test_debug_shows_the_traceback(work, monkeypatch):
 
 
 def test_an_interrupted_save_is_refused_then_replaced(work, monkeypatch, capsys):
-    """After a failed save the folder is not mistaken for a finished run: re-running says so."""
+    """After a failed save the folder is not mistaken for a finished run: re-running says so, and --overwrite
+    (the stage's own folder) starts it again."""
+    import transformers
+
     monkeypatch.chdir(work)
-    out = work / "out" / "half"
-    out.mkdir(parents=True)
-    (out / "tokenizer.json").write_text("{")  # what a full disk leaves behind
-    assert run_cli("tokenizer", "--dataset_name", "corpus.txt", "--vocab_size", "300", "--output_dir", out) == 2
-    assert "holds no finished tokenizer run; pass --overwrite" in capsys.readouterr().err
+    argv = ["tokenizer", "--dataset_name", "corpus.txt", "--vocab_size", "300", "--output_dir", "out/half"]
+    with monkeypatch.context() as patch:
+        patch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", _disk_full("tokenizer.json"))
+        assert run_cli(*argv) == 2
+    (work / "out/half/tokenizer.json").write_text("{")  # what a full disk leaves behind
+    capsys.readouterr()
+    assert run_cli(*argv) == 2
+    assert "holds an unfinished tokenizer run with no checkpoint to resume; pass --overwrite to start it again" \
+        in capsys.readouterr().err
+    assert run_cli(*argv, "--overwrite") == 0 and (work / "out/half/metrics.json").is_file()
 
 
 # --- docs/errors.md ---------------------------------------------------------------------------------

@@ -33,11 +33,11 @@ def test_resume_from_checkpoint_reaches_the_same_loss(tiny_tokenizer, tmp_path, 
     assert _pretrain(tiny_tokenizer, tmp_path / "full") == 0
     full = metrics(tmp_path / "full")
 
-    # Simulate a run killed after its step-6 checkpoint: only checkpoint-6 is left.
+    # Simulate a run killed after its step-6 checkpoint: only checkpoint-6 (and the run's marker) is left.
     assert _pretrain(tiny_tokenizer, tmp_path / "cut") == 0
     cut = tmp_path / "cut"
     for item in cut.iterdir():
-        if item.name != "checkpoint-6":
+        if item.name not in ("checkpoint-6", "hfllm_run.json"):
             shutil.rmtree(item) if item.is_dir() else item.unlink()
     capsys.readouterr()
     assert _pretrain(tiny_tokenizer, cut) == 0

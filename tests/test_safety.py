@@ -68,11 +68,11 @@ PICKLE_CASES = {
     "sft": ["sft", "--model_name_or_path", "{pickled}", "--max_steps", "1", "--report_to", "none"],
     "reward": ["reward", "--model_name_or_path", "{pickled}", "--max_steps", "1", "--report_to", "none"],
     "dpo": ["dpo", "--model_name_or_path", "{pickled}", "--max_steps", "1", "--report_to", "none"],
-    "grpo": ["grpo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled}",
+    "grpo": ["grpo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled_reward}",
              "--num_generations", "2", *RL],
-    "rloo": ["rloo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled}",
+    "rloo": ["rloo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled_reward}",
              "--num_generations", "2", *RL],
-    "ppo-reward": ["ppo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled}", *RL],
+    "ppo-reward": ["ppo", "--model_name_or_path", "{model}", "--reward_model_name_or_path", "{pickled_reward}", *RL],
     "ppo-value": ["ppo", "--model_name_or_path", "{model}", "--reward_funcs", "answer_partial",
                   "--value_model_name_or_path", "{pickled}", *RL],
     "merge": ["merge", "--model_name_or_path", "{adapter}", "--output_dir", "{out}"],
@@ -93,7 +93,16 @@ def test_every_command_refuses_a_pickle_before_unpickling_it(case, pickled, work
     config = json.loads((work / "adapter" / "adapter_config.json").read_text())
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(folder)}))
     write_metrics(adapter, {}, stage="sft")
-    values = {"pickled": folder, "model": work / "model", "adapter": adapter, "out": tmp_path / "out"}
+    reward = tmp_path / "pickled-reward"  # the same pickle, as a reward model (one-score classifier)
+    reward.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "pytorch_model.bin"):
+        (reward / name).write_bytes((folder / name).read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    (reward / "config.json").write_text(json.dumps({**config, "architectures": ["LlamaForSequenceClassification"],
+                                                    "num_labels": 1}))
+    values = {"pickled": folder, "pickled_reward": reward, "model": work / "model", "adapter": adapter,
+              "out": tmp_path / "out"}
+    folder = reward if "{pickled_reward}" in PICKLE_CASES[case] else folder
     argv = [a.format(**{k: str(v) for k, v in values.items()}) for a in PICKLE_CASES[case]]
     if argv[0] not in ("generate", "merge", "push"):
         argv += ["--output_dir", str(tmp_path / "out")]
@@ -194,3 +203,30 @@ def test_ppo_checkpoint_state_loads_with_weights_only(work, tmp_path):  # noqa: 
     again = loading.load_causal_lm(str(folder / "policy"))
     assert torch.equal(again.model.embed_tokens.weight, policy.model.embed_tokens.weight)
     assert loading.load_sequence_classifier(str(folder / "value")).config.num_labels == 1
+
+
+@pytest.mark.parametrize("name, text, line", [
+    ("train.log", "step 1 loss 2.3\nstep 2 loss 2.1\nHF_TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 set\n", 3),
+    ("train.sh", "#!/bin/sh\nexport HF_TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\nhfllm sft\n", 2),
+    ("notes.jsonl", '{"token": "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"}\n', 1),
+])
+def test_push_refuses_a_token_in_any_file_it_would_upload(work, tmp_path, capsys, name, text, line):  # noqa: F811
+    """Whatever the file's name: every file staged for upload is read."""
+    import shutil
+
+    from hfllm.run_folder import write_metrics
+
+    stage = tmp_path / "runs" / "x" / "pretrain"
+    shutil.copytree(work / "model", stage)
+    (stage / name).write_text(text)
+    (stage / "hfllm_run.json").write_text(json.dumps({"stage": "pretrain", "inputs": {"dataset_name": "/home/me"}}))
+    write_metrics(stage, {}, stage="pretrain")
+    out = tmp_path / "preview"
+    assert run_cli("push", stage, "--repo_id", "me/x", "--dry_run", "--output_dir", out) == 2
+    err = capsys.readouterr().err
+    assert f"hfllm push: error: refusing to push: {name} line {line} holds what looks like a Hugging Face token; " \
+           "remove it from the stage folder first" in err and "hf_AbCd" not in err
+    assert not out.exists() and not list(tmp_path.glob(".preview*"))
+    (stage / name).write_text("no secrets here\n")
+    assert run_cli("push", stage, "--repo_id", "me/x", "--dry_run", "--output_dir", out) == 0
+    assert (out / name).is_file() and not (out / "hfllm_run.json").exists()

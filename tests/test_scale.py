@@ -45,15 +45,16 @@ def launch(config: str, *args, prepare_log: Path | None = None) -> list[str]:
             *target, *map(str, args)]
 
 
-def finished_run(folder: Path) -> None:
-    """What an earlier run leaves: a model file and metrics.json (so only --overwrite replaces it)."""
-    folder.mkdir(parents=True)
+def finished_run(folder: Path, stage: str) -> None:
+    """What an earlier run of the stage leaves: its marker, a model file and metrics.json (so only --overwrite
+    replaces it)."""
+    run_folder.Plan(folder, stage).claim()
     (folder / "model.safetensors").write_bytes(b"an earlier run")
-    run_folder.write_metrics(folder, {}, stage="earlier")
+    run_folder.write_metrics(folder, {}, stage=stage)
 
 
 def assert_main_process_checked_first(log: Path) -> None:
-    """Under --overwrite the main process alone removed the finished run; the others checked after it."""
+    """Under --overwrite the main process alone removed the finished run; the others claimed the folder after it."""
     entries = sorted((json.loads(line) for line in log.read_text().splitlines()), key=lambda e: e["rank"])
     assert [e["rank"] for e in entries] == [0, 1], entries
     main, other = entries
@@ -262,12 +263,12 @@ def test_post_training_stage_on_two_processes(pretrained, tmp_path, stage, flags
     Reward and DPO: 2 x 2 pairs per step equal 1 x 4, as pretraining and SFT do. Measured: train
     loss 0.6829833 vs 0.6829833 (reward), 0.6819294 both (DPO), after moving 0.01 from ln 2 in
     5 steps; tolerance 1e-4. GRPO samples its completions on each process, so it is not compared.
-    The run replaces a finished one (--overwrite): the main process checks the folder first (these
+    The run replaces a finished one (--overwrite): the main process claims the folder first (these
     three stages once let every process remove it at the same time)."""
     common = [stage, "--model_name_or_path", pretrained, *flags, "--max_steps", "5", "--save_strategy", "no",
               "--logging_steps", "1", "--seed", "0", *QUIET]
     out, log = tmp_path / stage, tmp_path / "prepare.jsonl"
-    finished_run(out)
+    finished_run(out, stage)
     proc = run(launch("cpu_ddp.yaml", *common, "--per_device_train_batch_size", "2", "--output_dir", out,
                       "--overwrite", prepare_log=log), PREPARE_LOG=str(log))
     assert_main_process_checked_first(log)
@@ -287,9 +288,9 @@ def test_post_training_stage_on_two_processes(pretrained, tmp_path, stage, flags
 
 def test_ppo_on_two_processes_logs_once_per_update_and_records_the_world_size(pretrained, tmp_path):
     """hfllm ppo's own loop under accelerate: one log line per update, metrics.json's world_size (as every
-    stage writes it; ppo once wrote num_processes), and the folder checked by the main process first."""
+    stage writes it; ppo once wrote num_processes), and the folder claimed by the main process first."""
     out, log = tmp_path / "ppo", tmp_path / "prepare.jsonl"
-    finished_run(out)
+    finished_run(out, "ppo")
     proc = run(launch("cpu_ddp.yaml", "ppo", "--model_name_or_path", pretrained, "--reward_funcs", "answer_partial",
                       "--max_steps", "2", "--per_device_train_batch_size", "4", "--response_length", "8",
                       "--num_ppo_epochs", "1", "--eval_samples", "4", "--disable_tqdm", "true", "--output_dir", out,

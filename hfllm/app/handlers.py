@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from hfllm import run_folder
+from hfllm.checks import COUNT, POSITIVE, POSITIVE_REAL, SEED, SHARE, Range, number
 from hfllm.errors import UserError, first_line
 from hfllm.generate import GenerateArguments, format_prompt, generate, next_token_distribution, sampling_kwargs
 from hfllm.stages import MODEL_STAGES, REWARD_STAGES
@@ -28,20 +29,27 @@ MAX_PROMPT_CHARS = 8000   # a message longer than this is refused before tokeniz
 MAX_NEW_TOKENS = 512      # whatever a client asks for
 MAX_SECONDS = 60.0        # generation time per request (transformers' max_time)
 MAX_SAMPLES = 16          # best-of-N and "same prompt N times"
+MAX_MESSAGES = 400        # messages of a conversation a client sends back (200 turns)
+LOCK_WAIT = 4 * MAX_SECONDS  # the longest a sampling request waits for its turn: then "busy", never a hang
 
 # torch's random generator is global: two sampling requests at once would draw from each
 # other's stream and a seed would no longer reproduce. Sampling runs one at a time; greedy
-# decoding uses no randomness and runs freely.
+# decoding uses no randomness and runs freely. What is held under the lock is bounded: the
+# seed is checked at the door, generation stops at MAX_SECONDS, and waiting for the lock too.
 SAMPLING_LOCK = threading.Lock()
 
 
 @contextmanager
 def sampling_guard(gen_kwargs: dict):
-    if gen_kwargs.get("do_sample"):
-        with SAMPLING_LOCK:
-            yield
-    else:
+    if not gen_kwargs.get("do_sample"):
         yield
+        return
+    if not SAMPLING_LOCK.acquire(timeout=LOCK_WAIT):
+        raise UserError("the playground is busy sampling for others; try again in a minute (or use greedy)")
+    try:
+        yield
+    finally:
+        SAMPLING_LOCK.release()
 
 
 @dataclass
@@ -55,6 +63,18 @@ class Sampling:
     repetition_penalty: float = 1.0
     max_new_tokens: int = 64
     seed: int | None = None
+
+    def __post_init__(self):
+        """Every control as a client may send it (any JSON): checked at the door, one line per bad value."""
+        self.greedy = bool(self.greedy)
+        if not self.greedy:
+            self.temperature = number("temperature", self.temperature, POSITIVE_REAL)
+            self.top_k = number("top_k", self.top_k, COUNT, default=0)
+            self.top_p = number("top_p", self.top_p, Range(0, 1, low_open=True), default=1.0)
+            self.min_p = number("min_p", self.min_p, SHARE, default=0.0)
+        self.repetition_penalty = number("repetition_penalty", self.repetition_penalty, POSITIVE_REAL, default=1.0)
+        self.max_new_tokens = min(number("max_new_tokens", self.max_new_tokens, POSITIVE), MAX_NEW_TOKENS)
+        self.seed = None if self.seed is None or self.seed == "" else number("seed", self.seed, SEED)
 
     def generate_args(self) -> GenerateArguments:
         sample = not self.greedy
@@ -76,7 +96,7 @@ class Sampling:
 
     @property
     def seed_value(self) -> int | None:
-        return None if self.seed is None or self.seed == "" else int(self.seed)
+        return self.seed
 
 
 def check_length(text: str, what: str = "message") -> str:
@@ -98,13 +118,17 @@ def content_text(content) -> str:
 
 
 def history_to_messages(history) -> list[dict]:
-    """The chatbot's history as plain {"role", "content"} messages (user/assistant turns only)."""
+    """The chatbot's history as plain {"role", "content"} messages (user/assistant turns only). The client sends
+    it back with every message, so it is capped: the newest MAX_MESSAGES, each under the message cap (what the
+    app itself puts there); fit_chat then keeps what the model's context holds."""
+    if history is not None and not isinstance(history, (list, tuple)):
+        raise UserError("the conversation history must be a list of messages")
     out = []
-    for message in history or []:
+    for message in list(history or [])[-MAX_MESSAGES:]:
         role = message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
         content = message.get("content") if isinstance(message, dict) else getattr(message, "content", "")
         if role in ("user", "assistant"):
-            out.append({"role": role, "content": content_text(content)})
+            out.append({"role": role, "content": check_length(content_text(content), "earlier message")})
     return out
 
 
@@ -124,6 +148,16 @@ def fit_chat(model, tokenizer, messages: list[dict], system: str | None, max_new
     """
     context, notes, dropped = context_length(model), [], 0
     max_new_tokens = min(max_new_tokens, MAX_NEW_TOKENS)
+    if context:  # first the newest messages whose own tokens fit: each counted once, so a long history costs
+        keep, total = len(messages), 0  # linear time, not a template render per message dropped
+        while keep > 0:
+            size = count_tokens(tokenizer, messages[keep - 1]["content"])
+            if total + size > context and keep < len(messages):
+                break
+            total, keep = total + size, keep - 1
+        while keep < len(messages) - 1 and messages[keep]["role"] != "user":  # a conversation opens with the user
+            keep += 1
+        messages, dropped = messages[keep:], keep
     text = format_prompt(tokenizer, messages, True, system or None)
     if not context:
         return text, max_new_tokens, notes
@@ -147,7 +181,9 @@ def fit_chat(model, tokenizer, messages: list[dict], system: str | None, max_new
 def sample_answers(model, tokenizer, text: str, sampling: Sampling, n: int, max_new_tokens: int,
                    seed: int | None = None) -> list[str]:
     """n answers to one prompt; greedy decoding is run n times (to show that it never varies)."""
-    n = max(1, min(int(n), MAX_SAMPLES))
+    n = min(number("N", n, POSITIVE), MAX_SAMPLES)
+    max_new_tokens = min(number("max_new_tokens", max_new_tokens, POSITIVE), MAX_NEW_TOKENS)
+    seed = None if seed is None or seed == "" else number("seed", seed, SEED)
     if sampling.greedy:
         kwargs = sampling.kwargs(max_new_tokens)
         return [generate(model, tokenizer, text, kwargs)[0] for _ in range(n)]
@@ -168,11 +204,11 @@ def distribution(model, tokenizer, text: str, temperature: float, top_k: int, to
     import pandas as pd
 
     check_length(text, "prompt")
-    if temperature is None or temperature <= 0:
-        raise UserError("temperature must be > 0")
-    rows = next_token_distribution(model, tokenizer, text, temperature=temperature, top_k=int(top_k) or None,
-                                   top_p=top_p if top_p and top_p < 1 else None, min_p=min_p or None,
-                                   top_n=max(1, min(int(top_n), 100)))
+    temperature, top_k = number("temperature", temperature, POSITIVE_REAL), number("top_k", top_k, COUNT, default=0)
+    top_p = number("top_p", top_p, Range(0, 1, low_open=True), default=1.0)
+    min_p, top_n = number("min_p", min_p, SHARE, default=0.0), min(number("tokens shown", top_n, POSITIVE), 100)
+    rows = next_token_distribution(model, tokenizer, text, temperature=temperature, top_k=top_k or None,
+                                   top_p=top_p if top_p < 1 else None, min_p=min_p or None, top_n=top_n)
     width = len(str(len(rows)))
     return pd.DataFrame([{"token": f"{i + 1:0{width}d} {_show(tok)}", "id": tid, "before": round(p0, 5),
                           "after": round(p1, 5), "status": "kept" if kept else "dropped"}
@@ -187,7 +223,8 @@ def step(model, tokenizer, text: str, temperature: float, top_k: int, top_p: flo
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_new_tokens=1)
     kwargs = sampling.kwargs(1)
     with sampling_guard(kwargs):  # a seed per step: the walk is reproducible, the steps differ
-        piece = generate(model, tokenizer, text, kwargs, None if seed is None else int(seed) + len(history))[0]
+        piece = generate(model, tokenizer, text, kwargs, None if seed is None or seed == "" else
+                         (number("seed", seed, SEED) + len(history)) % 2**32)[0]
     match = table[table["token"].str.split(" ", n=1).str[1] == _show(piece)]
     row = match.iloc[0] if len(match) else None
     history = [*history, {"step": len(history) + 1, "token": _show(piece) if piece else "(end of text)",
@@ -202,8 +239,10 @@ def repeat(model, tokenizer, text: str, n: int, max_new_tokens: int, temperature
     import pandas as pd
 
     check_length(text, "prompt")
+    temperature, top_k = number("temperature", temperature, POSITIVE_REAL), number("top_k", top_k, COUNT, default=0)
+    top_p = number("top_p", top_p, Range(0, 1, low_open=True), default=1.0)
     modes = {"greedy": Sampling(greedy=True), f"multinomial (T={temperature})": Sampling(temperature=temperature),
-             f"top-k (k={int(top_k) or 10}, T={temperature})": Sampling(temperature=temperature, top_k=int(top_k) or 10),
+             f"top-k (k={top_k or 10}, T={temperature})": Sampling(temperature=temperature, top_k=top_k or 10),
              f"top-p (p={top_p if top_p < 1 else 0.9}, T={temperature})":
                  Sampling(temperature=temperature, top_p=top_p if top_p < 1 else 0.9)}
     summary, samples = [], []
@@ -228,7 +267,7 @@ def best_of_n(model, tokenizer, reward, messages: list[dict], system: str | None
 
     for m in messages:
         check_length(m["content"])
-    text, max_new, notes = fit_chat(model, tokenizer, messages, system, int(sampling.max_new_tokens))
+    text, max_new, notes = fit_chat(model, tokenizer, messages, system, sampling.max_new_tokens)
     answers = sample_answers(model, tokenizer, text, sampling, n, max_new, sampling.seed_value)
     prefix = ([{"role": "system", "content": system}] if system else []) + messages
     scores = reward([prefix] * len(answers), answers) if reward is not None else None
@@ -333,12 +372,26 @@ def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | 
             if reward is None and done:
                 reward = str(path / done[0])
         else:
+            from hfllm.checks import check_model_kind
             from hfllm.loading import check_model_source
 
             check_model_source(source)  # before any model loads: a typo fails at once
+            check_model_kind(source, "causal_lm", None, "chat")
             name = "/".join(path.resolve().parts[-2:]) if path.exists() else source
             models[_unique(models, name)] = source
     return models, reward, first_run
+
+
+def feedback_file(sources: list[str], first_run: Path | None) -> Path:
+    """Where Compare votes go: beside the run (the run folder given, or the one around a stage folder given);
+    runs/feedback.jsonl when only Hub ids or other folders are served."""
+    if first_run is not None:
+        return first_run / "feedback.jsonl"
+    for source in sources:
+        path = Path(source).expanduser()
+        if (path / run_folder.METRICS).is_file() or (path / run_folder.MARKER).is_file():  # an hfllm stage folder
+            return path.resolve().parent / "feedback.jsonl"
+    return Path("runs/feedback.jsonl")
 
 
 def _unique(taken: dict, name: str) -> str:

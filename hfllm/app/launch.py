@@ -42,7 +42,8 @@ def load_app(sources: list[str], reward_model: str | None = None, preference_fil
         raise UserError("which model? pass a run folder, a model folder or a Hub id: hfllm chat runs/tiny")
     paths, reward_path, first_run = h.find_models(sources)
     reward_path = reward_model or reward_path
-    preference_file = Path(preference_file or (first_run / "feedback.jsonl" if first_run else "runs/feedback.jsonl"))
+    preference_file = Path(preference_file or h.feedback_file(sources, first_run))
+    print(f"votes from the Compare tab go to {preference_file}")  # before the (slow) loading: where, said once
     models = {}
     for name, path in paths.items():
         print(f"loading {name} ({path})")
@@ -80,18 +81,26 @@ def main(argv: list[str]) -> int:
     if (args.share or args.host not in ("127.0.0.1", "localhost", "::1")) and auth is None:
         print(f"warning: {'--share makes the app public' if args.share else f'--host {args.host} lets other machines in'}"
               " and anyone who reaches it can run the models; add --auth user:password", file=sys.stderr)
-    if args.concurrency_limit < 1:
-        raise UserError("--concurrency_limit must be >= 1")
+    check_host(args.host)  # before any model loads: a typo in the address is not a port problem
 
-    demo, preference_file = load_app(sources, args.reward_model_name_or_path, args.preference_file,
+    demo, _ = load_app(sources, args.reward_model_name_or_path, args.preference_file,
                                      args.concurrency_limit, args.trust_remote_code)
-    print(f"preference votes go to {preference_file}")
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth, show_error=True)
     except OSError as exc:
         raise UserError(f"cannot serve on {args.host}:{args.port}: {first_line(exc, with_type=True)} (try another "
                         "--port)") from None
     return 0
+
+
+def check_host(host: str) -> None:
+    import socket
+
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise UserError(f"--host {host!r} is not an address this machine can bind: {first_line(exc)} (use "
+                        "127.0.0.1, 0.0.0.0 or a name of this machine)") from None
 
 
 def split_positionals(argv: list[str], bool_flags: set[str]) -> tuple[list[str], list[str]]:

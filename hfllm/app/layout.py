@@ -16,7 +16,7 @@ import pandas as pd
 
 from hfllm.app import handlers as h
 from hfllm.app.launch import CONCURRENCY
-from hfllm.errors import UserError, first_line
+from hfllm.errors import UserError, first_line, user_line
 from hfllm.generate import format_prompt, stream
 
 QUEUE_SIZE = 64
@@ -31,8 +31,9 @@ def _ui_errors(fn):
     def convert(exc):
         if isinstance(exc, gr.Error):
             return exc
-        if isinstance(exc, UserError):
-            return gr.Error(str(exc), print_exception=False)
+        message = user_line(exc)  # the CLI's mapping: the same words on the page
+        if message is not None:
+            return gr.Error(message, print_exception=False)
         traceback.print_exc()
         return gr.Error(first_line(exc, with_type=True))
 
@@ -128,7 +129,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
         model, tokenizer = pick(model_name)
         sampling = h.Sampling(greedy, temperature, top_k, top_p, min_p, repetition_penalty, max_new_tokens, seed)
         messages = [*h.history_to_messages(history), {"role": "user", "content": message}]
-        text, max_new, notes = h.fit_chat(model, tokenizer, messages, system_prompt, int(max_new_tokens))
+        text, max_new, notes = h.fit_chat(model, tokenizer, messages, system_prompt, sampling.max_new_tokens)
         kwargs = sampling.kwargs(max_new)
         _warn(notes)
         shown = [*h.history_to_messages(history), {"role": "user", "content": message},
@@ -159,7 +160,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
         try:
             for side, name in enumerate((left_name, right_name)):  # one after the other: a seed stays a seed
                 model, tokenizer = pick(name)
-                text, max_new, notes = h.fit_chat(model, tokenizer, messages, system_prompt, int(max_new_tokens))
+                text, max_new, notes = h.fit_chat(model, tokenizer, messages, system_prompt, sampling.max_new_tokens)
                 _warn(notes)
                 kwargs = sampling.kwargs(max_new)
                 seed_value = None if sampling.seed_value is None else sampling.seed_value + side
@@ -200,7 +201,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
         model, tokenizer = pick(model_name)
         sampling = h.Sampling(greedy, temperature, top_k, top_p, min_p, repetition_penalty, max_new_tokens, seed)
         table, notes = h.best_of_n(model, tokenizer, reward, [{"role": "user", "content": prompt}],
-                                   system_prompt or None, sampling, int(n), expected or "")
+                                   system_prompt or None, sampling, n, expected or "")
         _warn(notes)
         return table
 
@@ -227,8 +228,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
     def lab_repeat(text, model_name, as_chat, n, max_new_tokens, temperature, top_k, top_p, seed):
         model, tokenizer = pick(model_name)
         prompt = format_prompt(tokenizer, text, True) if as_chat else text
-        return h.repeat(model, tokenizer, prompt, int(n), int(max_new_tokens), temperature, top_k, top_p,
-                        None if seed is None else int(seed))
+        return h.repeat(model, tokenizer, prompt, n, max_new_tokens, temperature, top_k, top_p, seed)
 
     def stops_for(tab):
         def stop(request: gr.Request):

@@ -53,7 +53,7 @@ from typing import Literal
 
 import numpy as np
 
-from hfllm.config import parse_args, renamed
+from hfllm.config import config_flag, parse_args, renamed
 from hfllm.data import pii
 from hfllm.data.dedup import deduplicate, permutations, signatures
 from hfllm.data.load import ScriptArguments, first_rows, load_dataset
@@ -232,14 +232,21 @@ def plot_histogram(lengths: np.ndarray, path: Path, unit: str) -> dict:
             "max": int(lengths.max()), "histogram": {"counts": counts.tolist(), "bin_edges": edges.round(1).tolist()}}
 
 
-def clean(args: CleanArguments) -> dict:
+def clean(args: CleanArguments, config_path: str | None = None) -> dict:
     """Run every step into a temporary folder, then put it in output_dir's place; return the report."""
+    from hfllm import run_folder
+    from hfllm.checks import input_paths, sources
+    from hfllm.loading import check_model_source
+
     _check(args)
+    if args.tokenizer_name_or_path:
+        check_model_source(args.tokenizer_name_or_path, "tokenizer")
     out, source = Path(args.output_dir).expanduser().resolve(), Path(args.dataset_name).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise UserError(f"output_dir {args.output_dir} already holds something; pass --overwrite or choose another")
-    if source.exists() and (source == out or out in source.parents or source in out.parents):
-        raise UserError(f"output_dir {args.output_dir} and the input {args.dataset_name} overlap; keep them apart")
+    if source.exists() and source in out.parents:
+        raise UserError(f"output_dir {args.output_dir} is inside the input {args.dataset_name}; keep them apart")
+    # The rules of every stage's folder (nothing is written here: the new folder is built beside it).
+    plan = run_folder.prepare(out, overwrite=args.overwrite, stage="clean", resume=False,
+                              inputs=input_paths([args], config_path), sources=sources([args]))
     detect, tokenizer = _detector(args.languages), None
     if args.tokenizer_name_or_path:
         from hfllm.loading import load_tokenizer
@@ -247,6 +254,7 @@ def clean(args: CleanArguments) -> dict:
         tokenizer = load_tokenizer(args.tokenizer_name_or_path)
     tmp, old = (out.parent / f".{out.name}.{what}-{os.getpid()}" for what in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
+    plan.claim(into=tmp)  # the new folder, which replaces output_dir once complete
     (tmp / "cache").mkdir(parents=True)
     try:
         report = _clean_into(args, tmp, detect, tokenizer)
@@ -338,6 +346,6 @@ def main(argv: list[str]) -> int:
         return 0
     (args,), _ = parse_args(ARGUMENTS, argv, prog="hfllm data clean")
     args.check_supported("hfllm data clean", trains_model=False, held_out=False)
-    report = clean(args)
+    report = clean(args, config_flag(argv))
     print_report(report, args.output_dir)
     return 0

@@ -145,6 +145,9 @@ def load_dataset(dataset_name: str, *, config: str | None = None, split: str = "
         raise
     except datasets.exceptions.DatasetNotFoundError:
         raise UserError(f"dataset not found: '{name}' is neither a local path nor a reachable Hub dataset") from None
+    except ConnectionError as exc:  # offline (HF_HUB_OFFLINE) or no network: the name was taken for a Hub id
+        raise UserError(f"dataset '{name}' is not a local path, and the Hub cannot be reached to look for it "
+                        f"({first_line(exc)}); check the path, or the network") from None
     except (ValueError, KeyError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as exc:
         raise UserError(f"could not read dataset '{name}': {_reason(exc, builder)}") from None
     if not streaming and len(ds) == 0:
@@ -161,6 +164,19 @@ def require_columns(ds, columns: list[str], dataset_name: str, hint: str = "") -
         raise UserError(
             f"dataset '{dataset_name}' has no column '{missing[0]}' (columns: {', '.join(have) or 'none'}){extra}"
         )
+
+
+def check_text_column(ds, column: str, dataset_name: str) -> None:
+    """A column of text: strings, none missing (Arrow's schema and null count: no pass over the rows)."""
+    require_columns(ds, [column], dataset_name, "choose it with --dataset_text_field")
+    dtype = getattr(ds.features[column], "dtype", None)
+    if dtype not in ("string", "large_string"):
+        raise UserError(f"column '{column}' of dataset '{dataset_name}' holds {dtype or ds.features[column]} values, "
+                        "not text; choose the text column with --dataset_text_field")
+    missing = ds.data.column(column).null_count
+    if missing:
+        raise UserError(f"column '{column}' of dataset '{dataset_name}' is empty (null) in {missing} of {len(ds)} "
+                        "rows; fill or remove them")
 
 
 def iter_texts(ds, text_field: str, dataset_name: str):

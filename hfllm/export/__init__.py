@@ -86,11 +86,35 @@ def check_arguments(args: ExportArguments, explicit: set[str]) -> tuple[str, Pat
                             "exported; choose another folder")
     if out.exists() and not out.is_dir():
         raise UserError(f"output_dir {args.output_dir} is a file; choose a folder path")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        what = "a finished export" if (out / RECORD).is_file() else "files"
-        raise UserError(f"output_dir {args.output_dir} already holds {what}; pass --overwrite to replace it or "
-                        "choose another --output_dir")
+    check_output(args, out)
     return name, out
+
+
+def check_output(args: ExportArguments, out: Path) -> None:
+    """--overwrite replaces only a finished export, and only when it holds nothing the export did not write (as
+    every stage's folder, hfllm.run_folder): never the working folder, a folder above it, or the user's files."""
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise UserError(f"output_dir {args.output_dir} is the working folder{' or a folder above it' if out != cwd else ''}"
+                        "; an export writes a folder of its own: choose a new one such as exports/<name>")
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not names:
+        return
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    if not (out / RECORD).is_file():
+        raise UserError(f"output_dir {args.output_dir} is not empty: it holds {shown}, which hfllm export did not "
+                        "write; choose another --output_dir")
+    if not args.overwrite:
+        raise UserError(f"output_dir {args.output_dir} already holds a finished export; pass --overwrite to replace "
+                        "it or choose another --output_dir")
+    try:
+        written = set(json.loads((out / RECORD).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        written = set()
+    extra = [n for n in names if n not in written | {RECORD}]
+    if extra:
+        raise UserError(f"output_dir {args.output_dir} holds files besides the export hfllm wrote there "
+                        f"({', '.join(extra[:3])}); move them away, or choose another --output_dir")
 
 
 def _architecture(name: str, revision: str | None, trust_remote_code: bool) -> str:

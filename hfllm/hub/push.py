@@ -35,13 +35,14 @@ from hfllm.errors import UserError, first_line
 from hfllm.hub.card import CardInfo, build_card, check_card, is_hub_id, lineage, read_args, short, source_of
 from hfllm.stages import MODEL_STAGES  # a run folder pushes one of these
 # Never uploaded (also upload_folder's ignore_patterns): training leftovers and secret-looking files.
+# (hfllm_run.json: the run's local paths, for this machine only.)
 NEVER_UPLOAD = ("checkpoint-*", "checkpoint-*/**", "training_args.bin", "optimizer.*", "scheduler.pt", "scaler.pt",
-                "rng_state*", "trainer_state.json", "*.tmp", "*.env", ".env", ".netrc", "*.pem", "*.key", "id_rsa*",
-                "id_ed25519*", "*secret*", "*credential*", "*password*", "token", "stored_tokens", "*.token", ".git*")
+                "rng_state*", "trainer_state.json", "hfllm_run.json", "*.tmp", "*.env", ".env", ".netrc", "*.pem",
+                "*.key", "id_rsa*", "id_ed25519*", "*secret*", "*credential*", "*password*", "token", "stored_tokens",
+                "*.token", ".git*")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "chat_template.json", "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model")
 TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{30,}")  # the shape of a Hub token
-TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".md", ".txt", ".jinja", ".py", ".cfg", ".ini", ".toml")
 
 
 @dataclass
@@ -203,12 +204,28 @@ def stage_files(info: CardInfo, dest: Path, repo_id: str, *, license: str, revis
         check_card(dest / "README.md")
     except ValueError as exc:
         raise UserError(f"the generated model card does not parse back: {exc}") from None
-    for path in sorted(dest.iterdir()):  # last line of defence: no token in any text file we push
-        if path.suffix.lower() in TEXT_SUFFIXES and path.stat().st_size < 100_000_000 and \
-                looks_secret(path.read_text(errors="ignore"), token):
-            raise UserError(f"refusing to push: {path.name} holds what looks like a Hugging Face token; "
-                            "remove it from the stage folder first")
+    scan_for_tokens(dest, token)  # last line of defence: no token in anything we push
     return skipped
+
+
+def scan_for_tokens(folder: Path, token: str | None) -> None:
+    """Every file that would be uploaded, whatever its name (train.log, run.sh, notes.jsonl...), read as bytes;
+    of safetensors files the header only (the rest is tensor data). Refused with the file and line."""
+    patterns = [re.compile(TOKEN_RE.pattern.encode())]
+    if token and len(token) >= 16:
+        patterns.append(re.compile(re.escape(token.encode())))
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb") as f:
+            if path.suffix == ".safetensors":
+                head = f.read(8)
+                data = head + f.read(int.from_bytes(head, "little")) if len(head) == 8 else head
+            else:
+                data = f.read()
+        for pattern in patterns:
+            if match := pattern.search(data):
+                line = data.count(b"\n", 0, match.start()) + 1
+                raise UserError(f"refusing to push: {path.relative_to(folder)} line {line} holds what looks like a "
+                                "Hugging Face token; remove it from the stage folder first")
 
 
 def resolve_token(token: str | None) -> str:

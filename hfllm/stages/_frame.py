@@ -11,13 +11,16 @@
     run.save(trainer, tokenizer)                  # every process
     run.finish({...metrics...}, trainer, plot="DPO loss", lines=[...])   # the main process writes
 
-``Run.start`` parses the flags and YAML (with the per-device defaults), checks the model sources,
-and takes the push flag and the Hub token off the trainer's arguments (the Trainer pickles them
-into every checkpoint; hfllm pushes once, at the end, with the model card). ``prepare`` runs
-``run_folder.prepare`` on the main process first (it alone removes a folder being overwritten;
-then the others agree on resuming), and seeds. ``finish`` writes, on the main process only, the
-resolved arguments, the loss plot and metrics.json (last: the folder is then complete), then
-pushes when asked and prints the summary.
+``Run.start`` parses the flags and YAML (with the per-device defaults), checks every option
+(hfllm.checks) and the model sources, and takes the push flag and the Hub token off the trainer's
+arguments (the Trainer pickles them into every checkpoint; hfllm pushes once, at the end, with the
+model card). ``prepare`` decides what happens to the output folder (run_folder.prepare: resume,
+replace, or a one-line refusal) without writing anything, and seeds. ``train`` (or ``claim``) is
+when the folder becomes this run's: the main process alone removes a run being replaced and records
+the stage and its inputs, then the others go on. So a run refused or failed on its way, on bad data
+or a model that does not load, leaves the folder as it was. ``finish`` writes, on the main process
+only, the resolved arguments, the loss plot and metrics.json (last: the folder is then complete),
+then pushes when asked and prints the summary.
 
 Ctrl-C (or SIGTERM) during training saves a checkpoint, then stops; running the same command
 resumes. The first SIGINT only raises a flag. At the end of the optimizer step under way a
@@ -41,6 +44,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,16 +52,11 @@ from transformers import TrainerCallback
 
 from hfllm import run_folder
 from hfllm.chat_template import ensure_chat_template, set_stop_tokens
-from hfllm.config import parse_args, save_config
+from hfllm.checks import check_options, input_paths, sources
+from hfllm.config import config_flag, parse_args, save_config
 from hfllm.errors import UserError
-from hfllm.loading import check_model_source, load_tokenizer
+from hfllm.loading import load_tokenizer
 from hfllm.model import torch_dtype, training_defaults
-
-
-# Where stages name models to load: checked at the start, so a typo never waits for the data.
-SOURCES = (("model", "model_name_or_path", "model"), ("args", "model_name_or_path", "model"),
-           ("args", "tokenizer_name_or_path", "tokenizer"), ("args", "reward_model_name_or_path", "reward model"),
-           ("args", "value_model_name_or_path", "value model"))
 
 
 def stage_defaults(stage: str, defaults: dict | None = None) -> dict:
@@ -68,10 +67,10 @@ def stage_defaults(stage: str, defaults: dict | None = None) -> dict:
 class Run:
     """One run of a training stage: its parsed arguments, output folder, checkpoint and push settings."""
 
-    def __init__(self, stage: str, parsed: list, explicit: set[str]):
+    def __init__(self, stage: str, parsed: list, explicit: set[str], config_path: str | None = None):
         from trl import ModelConfig
 
-        self.stage, self.parsed, self.explicit = stage, parsed, explicit
+        self.stage, self.parsed, self.explicit, self.config_path = stage, parsed, explicit, config_path
         self.args = parsed[0]  # the stage's script arguments (hfllm.data.load.ScriptArguments)
         self.config = next((p for p in parsed if hasattr(p, "output_dir")), self.args)  # what the trainer reads
         self.model_args = next((p for p in parsed if isinstance(p, ModelConfig)), None)
@@ -81,24 +80,21 @@ class Run:
         self.push, self.hub_token = bool(getattr(self.config, "push_to_hub", False)), None
         if hasattr(self.config, "push_to_hub"):
             self.hub_token, self.config.push_to_hub, self.config.hub_token = self.config.hub_token, False, None
-        self.resume_from = None
+        self.resume_from, self.plan = None, None
 
     @classmethod
     def start(cls, stage: str, argv: list[str], dataclass_types: list, *, defaults: dict | None = None,
               needs_model: str | None = None) -> "Run":
-        """Parse (per-device defaults under the stage's), check every model source named. The stage then checks
-        what else it needs and calls ``prepare``."""
+        """Parse (per-device defaults under the stage's), check every option and model source (hfllm.checks).
+        The stage then checks what else it needs and calls ``prepare``."""
         parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}",
                                       defaults=stage_defaults(stage, defaults))
-        run = cls(stage, parsed, explicit)
+        run = cls(stage, parsed, explicit, config_flag(argv))
         run.args.check_supported(f"hfllm {stage}")
         run._liger_where_it_runs()
         if run.model_args is not None and not run.model_args.model_name_or_path:
             raise UserError(needs_model or f"{stage} needs a model: set --model_name_or_path")
-        for holder, name, what in SOURCES:  # before any data or weights are read, and before prepare
-            value = getattr({"model": run.model_args, "args": run.args}[holder], name, None)
-            if value:
-                check_model_source(value, what)
+        check_options(stage, parsed, explicit)  # before any data or weights are read, and before prepare
         return run
 
     def _liger_where_it_runs(self) -> None:
@@ -116,14 +112,22 @@ class Run:
                       "`pip install liger-kernel`); training without it")
 
     def prepare(self) -> None:
-        """Check the output folder (the main process first: it alone removes a folder being overwritten; the
-        others then agree on resuming), then seed."""
+        """Decide what happens to the output folder (resume, replace or refuse; nothing is written yet), then
+        seed."""
         from transformers import set_seed
 
-        with main_process_first(self.distributed_state):
-            self.resume_from = run_folder.prepare(self.output_dir, overwrite=self.args.overwrite, stage=self.stage,
-                                                  resume=getattr(self.config, "resume", True))
+        self.plan = run_folder.prepare(self.output_dir, overwrite=self.args.overwrite, stage=self.stage,
+                                       resume=getattr(self.config, "resume", True),
+                                       inputs=input_paths(self.parsed, self.config_path), sources=sources(self.parsed))
+        self.resume_from = self.plan.resume_from
         set_seed(self.config.seed)  # LoRA and new heads are drawn before a trainer seeds itself
+
+    def claim(self) -> None:
+        """The output folder becomes this run's (every process calls it: the main one first, alone removing a
+        run being replaced; the others wait for it)."""
+        if not self.plan.claimed:
+            with main_process_first(self.distributed_state):
+                self.plan.claim()
 
     @property
     def distributed_state(self):
@@ -173,10 +177,12 @@ class Run:
 
     def train(self, trainer):
         """Train (resuming when the folder holds a checkpoint); Ctrl-C or SIGTERM: checkpoint, then exit 130 / 143."""
+        self.claim()
         return train_and_checkpoint_on_signal(trainer, self.resume_from)
 
     def save(self, trainer, tokenizer=None) -> None:
         """On every process: under FSDP or ZeRO-3 gathering the weights takes them all (the main one writes)."""
+        self.claim()
         if tokenizer is not None:
             set_stop_tokens(trainer.model, tokenizer)
         trainer.save_model(str(self.output_dir))
@@ -186,6 +192,7 @@ class Run:
         push when asked, the summary."""
         if not self.is_main_process:
             return
+        self.plan.claim()
         repo_id = None
         if self.push:  # recorded, so that a stage trained on this one names it as its base on the Hub
             from hfllm.hub.push import repo_for_stage
@@ -308,16 +315,93 @@ class SaveOnInterrupt(TrainerCallback):
             self._group = self._work = None
 
 
+class WholeRun(TrainerCallback):
+    """Whole-run figures across resumes: the Trainer's train_loss and train_runtime cover only the steps of one
+    ``train()`` call. Each checkpoint gets ``hfllm_progress.json`` (seconds and summed loss so far); a resumed
+    run adds its own part to the checkpoint's."""
+
+    FILE = "hfllm_progress.json"
+
+    def __init__(self, trainer, checkpoint: str | None):
+        import json
+
+        self.trainer, self.start = trainer, time.perf_counter()
+        try:
+            self.before = json.loads((Path(checkpoint) / self.FILE).read_text()) if checkpoint else {}
+        except (OSError, ValueError):
+            self.before = {}  # a checkpoint from before this file: its part is estimated from the loss log
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before.get("train_seconds", 0.0) + time.perf_counter() - self.start
+
+    def on_save(self, args, state, control, **kwargs):
+        import json
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        # The Trainer's running sums of this call's losses (drained at each log); absent in other versions.
+        loss = getattr(self.trainer, "_total_loss_scalar", None)
+        pending = getattr(self.trainer, "_tr_loss", None)
+        if run_folder.is_main_process() and folder.is_dir() and loss is not None:
+            loss += float(pending) if pending is not None else 0.0
+            (folder / self.FILE).write_text(json.dumps({"train_seconds": self.seconds(), "global_step":
+                                                        state.global_step, "loss_sum": self.loss_before() + loss}))
+
+    def loss_before(self) -> float:
+        """Summed loss of the steps before this call: recorded, or from the loss log (interval means)."""
+        if "loss_sum" in self.before:
+            return self.before["loss_sum"]
+        first, total, last = getattr(self.trainer, "_initial_global_step", 0), 0.0, 0
+        for record in self.trainer.state.log_history:
+            if "loss" in record and "step" in record and record["step"] <= first:
+                total, last = total + record["loss"] * (record["step"] - last), record["step"]
+        return total * first / last if last else 0.0
+
+    def result(self, result, steps_now: int):
+        """``result`` with train_loss and train_runtime over the whole run."""
+        step = result.global_step
+        if step and steps_now < step:
+            loss = (self.loss_before() + result.training_loss * steps_now) / step
+            result = result._replace(training_loss=loss)
+        return result._replace(metrics={**result.metrics, "train_runtime": self.seconds()})
+
+
+def finished_checkpoint(checkpoint: str | None):
+    """The TrainerState of a checkpoint saved at the run's last step (killed while saving the result), else None:
+    resuming from it would train one step past max_steps."""
+    from transformers import TrainerState
+
+    try:
+        state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json")) if checkpoint else None
+    except (OSError, ValueError):
+        return None
+    return state if state and state.max_steps and state.global_step >= state.max_steps else None
+
+
 def train_and_checkpoint_on_signal(trainer, resume_from_checkpoint=None):
-    """``trainer.train(...)``; a first Ctrl-C or SIGTERM saves a checkpoint and then raises KeyboardInterrupt."""
+    """``trainer.train(...)``; a first Ctrl-C or SIGTERM saves a checkpoint and then raises KeyboardInterrupt.
+    Loss and time are the whole run's, resumed or not."""
+    from transformers.trainer_utils import TrainOutput
+
+    whole = WholeRun(trainer, resume_from_checkpoint)
+    done = finished_checkpoint(resume_from_checkpoint)
+    if done is not None and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        trainer._load_from_checkpoint(resume_from_checkpoint)  # what train() does first when resuming
+        trainer.state = done
+        trainer._initial_global_step = done.global_step
+        return whole.result(TrainOutput(done.global_step, 0.0, {}), steps_now=0)
     with catch_stop_signals() as request:
         callback = SaveOnInterrupt(request)
         trainer.add_callback(callback)
+        trainer.add_callback(whole)
         try:
             result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
         finally:
             trainer.remove_callback(callback)
+            trainer.remove_callback(whole)
     # A signal after the last step stopped nothing: the run is done, so the stage finishes it.
     if callback.stopped:
         request.stop(f"{trainer.args.output_dir}/checkpoint-{trainer.state.global_step}")
-    return result
+    return whole.result(result, steps_now=result.global_step - getattr(trainer, "_initial_global_step", 0))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from hfllm import run_folder
 from hfllm.chat_template import set_stop_tokens
-from hfllm.config import parse_args, renamed
+from hfllm.checks import input_paths, sources
+from hfllm.config import config_flag, parse_args, renamed
 from hfllm.errors import UserError
 from hfllm.loading import (adapter_base, check_model_source, is_adapter_folder, load_causal_lm,
                            load_sequence_classifier, load_tokenizer)
@@ -35,9 +36,10 @@ class MergeArguments:
 
 
 def save_merged(adapter: str, output_dir: str, *, dtype: str = "auto", token: str | None = None,
-                trust_remote_code: bool = False) -> Path:
+                trust_remote_code: bool = False, before_save=None) -> Path:
     """Load ``adapter`` on its base with peft, merge it in, save the model and tokenizer to ``output_dir``.
-    ``output_dir`` may be the adapter's own folder: its adapter files (and peft's adapter card) are replaced."""
+    ``output_dir`` may be the adapter's own folder: its adapter files (and peft's adapter card) are replaced.
+    ``before_save`` runs once everything has loaded (hfllm merge claims its output folder then)."""
     from peft import PeftConfig
 
     if not is_adapter_folder(adapter):
@@ -45,6 +47,8 @@ def save_merged(adapter: str, output_dir: str, *, dtype: str = "auto", token: st
     load = load_sequence_classifier if PeftConfig.from_pretrained(adapter).task_type == "SEQ_CLS" else load_causal_lm
     model = load(adapter, dtype=dtype, token=token, trust_remote_code=trust_remote_code, merge_adapter=True)
     tokenizer = load_tokenizer(adapter, token=token, trust_remote_code=trust_remote_code)
+    if before_save is not None:
+        before_save()
     out = Path(output_dir)
     if out.resolve() == Path(adapter).resolve():
         for name in (*ADAPTER_FILES, "README.md"):
@@ -61,11 +65,13 @@ def main(argv: list[str]) -> int:
     adapter = args.model_name_or_path
     if not adapter or not args.output_dir:
         raise UserError("usage: hfllm merge --model_name_or_path ADAPTER_FOLDER --output_dir OUT")
-    check_model_source(adapter, "adapter")  # and its base: before --overwrite removes anything
+    check_model_source(adapter, "adapter")  # and its base: before anything is written
     if not is_adapter_folder(adapter):
         raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
-    run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="merge", resume=False)
-    out = save_merged(adapter, args.output_dir, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    plan = run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="merge", resume=False,
+                              inputs=input_paths([args], config_flag(argv)), sources=sources([args]))
+    out = save_merged(adapter, args.output_dir, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                      before_save=plan.claim)
     metrics = run_folder.read_metrics(adapter)
     for extra in ("hfllm_args.yaml", "loss.png"):  # keep the record of how the adapter was trained
         if (Path(adapter) / extra).is_file():

@@ -14,13 +14,13 @@ checkpoint when started again with the same output_dir.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from hfllm.chat_template import set_stop_tokens
-from hfllm.data.load import ScriptArguments, first_rows, load_dataset, require_columns
+from hfllm.checks import check_memory, check_split, training_bytes
+from hfllm.data.load import ScriptArguments, check_text_column, first_rows, load_dataset
 from hfllm.errors import UserError
 from hfllm.generate import generate
 from hfllm.loading import load_causal_lm
@@ -71,15 +71,16 @@ def prepare_data(args: PretrainArguments, tokenizer, block_size: int, seed: int)
     """Load, hold out, tokenize and pack: (train, eval or None). Arrow files on disk, memory-mapped,
     so a corpus larger than RAM goes through in batches (bench/bench_data_prep.py measures it)."""
     def texts(name, split, config, limit=None):
-        ds = load_dataset(name, config=config, split=split)
-        require_columns(ds, [args.dataset_text_field], name, "choose it with --dataset_text_field")
-        return first_rows(ds, limit)
+        ds = first_rows(load_dataset(name, config=config, split=split), limit)
+        check_text_column(ds, args.dataset_text_field, name)
+        return ds
 
     train = texts(args.dataset_name, args.dataset_train_split, args.dataset_config, args.max_train_samples)
     held_out = None
     if (source := args.eval_source()) is not None:
         held_out = texts(*source)
     elif size := args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size):
+        check_split(len(train), args.eval_split_size, args.dataset_name)
         split = train.train_test_split(test_size=size, seed=seed)
         train, held_out = split["train"], split["test"]
     train_ds = pack(train, tokenizer, args.dataset_text_field, block_size, args.num_proc)
@@ -97,6 +98,8 @@ def build_model(args: PretrainArguments, tokenizer):
     sizes = {k: getattr(args, k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
                                            "num_key_value_heads", "intermediate_size", "max_position_embeddings")}
     config = build_config(args.model_type, args.preset, len(tokenizer), special, **sizes)
+    check_memory(training_bytes(config), f"pretraining this {args.model_type} model (weights, gradients and Adam's "
+                 "two moments in float32)")
     return AutoModelForCausalLM.from_config(config)
 
 
@@ -141,9 +144,8 @@ def main(argv: list[str]) -> int:
 
     trainer = Trainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=default_data_collator, processing_class=tokenizer)
-    start = time.perf_counter()
     result = run.train(trainer)
-    seconds = time.perf_counter() - start
+    seconds = result.metrics["train_runtime"]  # the whole run's, across resumes
     # A resumed run keeps the first run's history, so this is the step-0 loss there too.
     initial = next((r for r in trainer.state.log_history if "eval_loss" in r), {})
     final = trainer.evaluate() if eval_ds is not None else {}

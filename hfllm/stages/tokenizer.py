@@ -12,15 +12,17 @@ begin/end/padding, chat roles, and a chat template.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import islice
 
 from hfllm import run_folder
 from hfllm.chat_template import CHAT_TEMPLATE
-from hfllm.config import parse_args, save_config
+from hfllm.checks import input_paths, sources
+from hfllm.config import config_flag, parse_args, save_config
 from hfllm.data.load import ScriptArguments, iter_texts, load_dataset
-from hfllm.errors import UserError
+from hfllm.errors import UserError, first_line
 
 HELD_OUT_EVERY = 100  # every Nth text is kept out of training, to measure chars/token
 
@@ -47,18 +49,33 @@ def special_tokens(args: TokenizerArguments) -> list[str]:
     return list(dict.fromkeys(t for t in tokens if t))  # dedupe, keep order: pad gets id 0
 
 
+def check(args: TokenizerArguments) -> None:
+    """What the saved tokenizer would carry: special tokens that exist, a chat template that parses."""
+    for role in ("bos", "eos", "pad"):
+        if not getattr(args, f"{role}_token").strip():
+            raise UserError(f"{role}_token must not be empty (the default is {getattr(TokenizerArguments, f'{role}_token')})")
+    if any(not t.strip() for t in [*args.chat_tokens, *args.additional_special_tokens]):
+        raise UserError("chat_tokens and additional_special_tokens must not hold an empty token")
+    if args.chat_template is not None:
+        from jinja2 import TemplateError
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        try:  # transformers' own compiler: what apply_chat_template will run
+            _compile_jinja_template(args.chat_template)
+        except TemplateError as exc:
+            line = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise UserError(f"chat_template does not parse{line}: {first_line(exc)}") from None
+    specials = special_tokens(args)
+    if args.vocab_size < 256 + len(specials):
+        raise UserError(f"vocab_size {args.vocab_size} is too small: a byte-level BPE needs at least "
+                        f"256 byte tokens + {len(specials)} special tokens = {256 + len(specials)}")
+
+
 def train(args: TokenizerArguments):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = special_tokens(args)
-    if args.vocab_size < 256 + len(specials):
-        raise UserError(f"vocab_size {args.vocab_size} is too small: a byte-level BPE needs at least "
-                        f"256 byte tokens + {len(specials)} special tokens = {256 + len(specials)}")
-    if args.min_frequency < 1:
-        raise UserError(f"min_frequency must be >= 1, got {args.min_frequency}")
-    run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="tokenizer", resume=False)
-
     ds = load_dataset(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
                       streaming=args.dataset_streaming)
     texts = iter_texts(ds, args.dataset_text_field, args.dataset_name)
@@ -67,8 +84,10 @@ def train(args: TokenizerArguments):
     held_out: list[str] = []
     stats = {"train_texts": 0, "train_chars": 0}
 
-    def training_texts():  # streams: nothing but the held-out sample stays in memory
+    def training_texts(stop):  # streams: nothing but the held-out sample stays in memory
         for i, text in enumerate(texts):
+            if stop.is_set():
+                return
             if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 and len(held_out) < 1000:
                 held_out.append(text)
                 continue
@@ -83,7 +102,7 @@ def train(args: TokenizerArguments):
                                   special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=True)
     start = time.perf_counter()
-    bpe.train_from_iterator(training_texts(), trainer=trainer)
+    train_interruptibly(bpe, training_texts, trainer)
     seconds = time.perf_counter() - start
     if stats["train_texts"] == 0:
         raise UserError(f"dataset '{args.dataset_name}' has no non-empty text in '{args.dataset_text_field}'")
@@ -97,16 +116,43 @@ def train(args: TokenizerArguments):
     return tokenizer, held_out, stats, seconds
 
 
+def train_interruptibly(bpe, texts, trainer) -> None:
+    """``bpe.train_from_iterator`` in a worker thread, so that Ctrl-C stops the run at once: inside the trainer
+    (Rust) Python's signal handler does not run, and an interrupt raised in the iterator is swallowed (the
+    run then finished on part of the data, with exit 0). Nothing is saved: the folder stays unfinished."""
+    stop, errors = threading.Event(), []
+
+    def work():
+        try:
+            bpe.train_from_iterator(texts(stop), trainer=trainer)
+        except BaseException as exc:  # noqa: BLE001  handed to the main thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, daemon=True, name="bpe-trainer")
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    finally:
+        stop.set()  # on Ctrl-C: the iterator ends, the daemon thread goes with the process
+    if errors:
+        raise errors[0]
+
+
 ARGUMENTS = (TokenizerArguments,)  # what its flags and config files fill
 
 
 def main(argv: list[str]) -> int:
     (args,), _ = parse_args(ARGUMENTS, argv, prog="hfllm tokenizer")
     args.check_supported("hfllm tokenizer", streaming=True, trains_model=False, held_out=False)
+    check(args)
+    plan = run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="tokenizer", resume=False,
+                              inputs=input_paths([args], config_flag(argv)), sources=sources([args]))
     tokenizer, held_out, stats, seconds = train(args)
     # Measured on held-out text only; a corpus of under 100 texts has none.
     sample = held_out or []
     chars_per_token = sum(map(len, sample)) / max(1, sum(len(tokenizer(t)["input_ids"]) for t in sample))
+    plan.claim()
     tokenizer.save_pretrained(args.output_dir)
     save_config(f"{args.output_dir}/hfllm_args.yaml", args)
     metrics = {

@@ -165,6 +165,7 @@ def main(argv: list[str]) -> int:
     log: list[dict] = []
     bar = tqdm(total=max_steps, initial=start, desc="ppo", disable=args.disable_tqdm or not acc.is_main_process)
     eos_ids = end_of_turn_ids(tokenizer)
+    run.claim()  # everything has loaded: the output folder becomes this run's
     with catch_stop_signals() as request:
         for step in range(start, max_steps):
             # ---- 1. rollouts: sample answers, score them, per-token rewards and advantages
