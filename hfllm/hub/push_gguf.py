@@ -50,9 +50,11 @@ def find_export(folder: str, fmt: str | None, *, merge: bool, stage: str | None,
                         "ollama folder), or no --format for a stage or run folder")
     path = Path(folder).expanduser()
     if not is_export(folder):
-        if fmt == "gguf":
+        if fmt == "gguf" and path.is_dir():  # a missing folder: push.find_stage says so
+            model = folder if any((path / f).is_file() for f in ("config.json", "adapter_config.json")) else \
+                "STAGE_FOLDER"
             raise UserError(f"--format gguf pushes an export folder, and {folder} holds no .gguf file: run `hfllm "
-                            f"export --model_name_or_path {folder} --format gguf --output_dir DIR`, then push DIR")
+                            f"export --model_name_or_path {model} --format gguf --output_dir DIR`, then push DIR")
         return None
     if not (path / RECORD).is_file():
         raise UserError(f"{folder} has .gguf files but no {RECORD}: the export was interrupted or not made by "
