@@ -182,6 +182,20 @@ CASES = {
     "push_unfinished": Case("push", "folder that is not a finished stage", ["push", "model", "--repo_id", "me/model"],
                             "model is not a finished stage: it has no metrics.json (the stage was interrupted or is "
                             "still running; run it again to finish it)"),
+    "push_format_stage": Case("push", "--format gguf on a folder with no GGUF (a stage, not an export)",
+                              ["push", "model", "--format", "gguf", "--repo_id", "me/model-GGUF"],
+                              "--format gguf pushes an export folder, and model holds no .gguf file: run `hfllm export "
+                              "--model_name_or_path model --format gguf --output_dir DIR`, then push DIR"),
+    "push_gguf_merge": Case("push", "--merge with a GGUF export", ["push", "gguf", "--merge", "--repo_id", "me/m"],
+                            "--merge is for a LoRA adapter stage; an export is already merged (hfllm export merges "
+                            "adapters first): drop --merge"),
+    "push_gguf_interrupted": Case("push", "GGUF files without export.json (an interrupted export)",
+                                  ["push", "gguf-interrupted", "--repo_id", "me/m"],
+                                  "gguf-interrupted has .gguf files but no export.json: the export was interrupted or "
+                                  "not made by hfllm export; run hfllm export again"),
+    "push_gguf_missing": Case("push", "export folder whose .gguf file was removed",
+                              ["push", "gguf-missing", "--format", "gguf", "--repo_id", "me/m"],
+                              "gguf-missing lacks m-f16.gguf that its export.json lists; run hfllm export again"),
     "chat_missing": Case("chat", "model path that does not exist", ["chat", "runs/tiny/sft"],
                          "model not found: runs/tiny/sft (no such folder; pass a stage output folder or a Hub id)"),
     "chat_auth": Case("chat", "--auth without a password", ["chat", "model", "--auth", "admin"],
@@ -312,6 +326,13 @@ def work(tmp_path_factory) -> Path:
         config = json.loads((root / name / "adapter_config.json").read_text())
         (root / name / "adapter_config.json").write_text(json.dumps({**config,
                                                                       "base_model_name_or_path": str(base_path)}))
+
+    for name, files in (("gguf", ["m-f16.gguf"]), ("gguf-interrupted", ["m-f16.gguf"]), ("gguf-missing", [])):
+        (root / name).mkdir()  # export folders as hfllm export leaves them (the GGUF's bytes are not read)
+        for file in files:
+            (root / name / file).write_bytes(b"GGUF")
+        if name != "gguf-interrupted":
+            (root / name / "export.json").write_text(json.dumps({"format": "gguf", "files": ["m-f16.gguf"]}))
 
     data = root / "data"
     data.mkdir()

@@ -225,7 +225,7 @@ def test_push_refuses_a_token_in_any_file_it_would_upload(work, tmp_path, capsys
     assert run_cli("push", stage, "--repo_id", "me/x", "--dry_run", "--output_dir", out) == 2
     err = capsys.readouterr().err
     assert f"hfllm push: error: refusing to push: {name} line {line} holds what looks like a Hugging Face token; " \
-           "remove it from the stage folder first" in err and "hf_AbCd" not in err
+           "remove it from the folder first" in err and "hf_AbCd" not in err
     assert not out.exists() and not list(tmp_path.glob(".preview*"))
     (stage / name).write_text("no secrets here\n")
     assert run_cli("push", stage, "--repo_id", "me/x", "--dry_run", "--output_dir", out) == 0

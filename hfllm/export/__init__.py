@@ -162,7 +162,8 @@ def export(args: ExportArguments, explicit: set[str]) -> dict:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"source": name, "format": args.format, "stop_ids": stop,
-              "stop_tokens": tokenizer.convert_ids_to_tokens(stop), "files": []}
+              "stop_tokens": tokenizer.convert_ids_to_tokens(stop), "chat_template": bool(tokenizer.chat_template),
+              "files": []}
     if args.format == "hf":
         hf_folder.save(model, tokenizer, out, tokenizer_source)
         record["files"] = sorted(p.name for p in out.iterdir())

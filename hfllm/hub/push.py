@@ -5,6 +5,7 @@
     hfllm push runs/tiny --stage sft --merge --repo_id you/tiny-sft-merged --private
     hfllm push runs/tiny/sft --repo_id you/tiny-sft --revision dev --commit_message "more steps"
     hfllm push runs/tiny/sft --repo_id you/tiny-sft --dry_run --output_dir preview   # review, push nothing
+    hfllm push exports/tiny-gguf --format gguf --repo_id you/tiny-sft-GGUF   # an hfllm export (hfllm.hub.push_gguf)
 
 What goes up is staged in a temporary folder first: the stage folder's files minus training
 leftovers (checkpoint-* folders, training_args.bin, optimizer states) and secret-looking files,
@@ -33,6 +34,7 @@ from hfllm import run_folder
 from hfllm.config import SECRET_FIELDS, parse_args, renamed
 from hfllm.errors import UserError, first_line
 from hfllm.hub.card import CardInfo, build_card, check_card, is_hub_id, lineage, read_args, short, source_of
+from hfllm.hub.guard import looks_secret, refuse_secrets
 from hfllm.stages import MODEL_STAGES  # a run folder pushes one of these
 # Never uploaded (also upload_folder's ignore_patterns): training leftovers and secret-looking files.
 # (hfllm_run.json: the run's local paths, for this machine only.)
@@ -42,7 +44,6 @@ NEVER_UPLOAD = ("checkpoint-*", "checkpoint-*/**", "training_args.bin", "optimiz
                 "*.token", ".git*")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "chat_template.json", "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model")
-TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{30,}")  # the shape of a Hub token
 
 
 @dataclass
@@ -63,6 +64,8 @@ class PushArguments:
     dry_run: bool = field(default=False, metadata={"help": "write the staged folder to --output_dir, push nothing"})
     output_dir: str | None = field(default=None, metadata={"help": "with --dry_run: where to write the staged "
                                                                    "folder (default hub_preview/<name>)"})
+    format: str | None = field(default=None, metadata={"help": "gguf: the folder is an `hfllm export --format "
+                                                               "gguf|ollama` folder (recognised without the flag)"})
 
 
 def say(text: str) -> None:
@@ -151,10 +154,6 @@ def describe(folder: Path, stage: str, merge: bool, base_repo_id: str | None) ->
                     metrics=run_folder.read_metrics(folder))
 
 
-def looks_secret(text: str, token: str | None) -> bool:
-    return bool((token and len(token) >= 16 and token in text) or TOKEN_RE.search(text))
-
-
 def clean_args(args: dict, token: str | None) -> dict:
     """hfllm_args.yaml without secret-looking entries, the home folder written as ~."""
     home = str(Path.home())
@@ -191,41 +190,29 @@ def stage_files(info: CardInfo, dest: Path, repo_id: str, *, license: str, revis
             config = {**json.loads(src.read_text()), "base_model_name_or_path": info.base}  # loadable by anyone
             (dest / name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         else:
-            try:  # never rewritten: a hard link spares copying big weights (--dry_run gets copies)
-                if not link:
-                    raise OSError("copy wanted")
-                os.link(src, dest / name)
-            except OSError:
-                shutil.copy2(src, dest / name)
+            place(src, dest / name, link)
     card = build_card(info, repo_id, license=license, revision=revision, endpoint=constants.ENDPOINT,
                       has_loss_plot=(dest / "loss.png").is_file())
     card.save(dest / "README.md")
+    _check_card(dest)
+    refuse_secrets(dest, token)
+    return skipped
+
+
+def _check_card(dest: Path) -> None:
     try:
         check_card(dest / "README.md")
     except ValueError as exc:
         raise UserError(f"the generated model card does not parse back: {exc}") from None
-    scan_for_tokens(dest, token)  # last line of defence: no token in anything we push
-    return skipped
 
 
-def scan_for_tokens(folder: Path, token: str | None) -> None:
-    """Every file that would be uploaded, whatever its name (train.log, run.sh, notes.jsonl...), read as bytes;
-    of safetensors files the header only (the rest is tensor data). Refused with the file and line."""
-    patterns = [re.compile(TOKEN_RE.pattern.encode())]
-    if token and len(token) >= 16:
-        patterns.append(re.compile(re.escape(token.encode())))
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        with open(path, "rb") as f:
-            if path.suffix == ".safetensors":
-                head = f.read(8)
-                data = head + f.read(int.from_bytes(head, "little")) if len(head) == 8 else head
-            else:
-                data = f.read()
-        for pattern in patterns:
-            if match := pattern.search(data):
-                line = data.count(b"\n", 0, match.start()) + 1
-                raise UserError(f"refusing to push: {path.relative_to(folder)} line {line} holds what looks like a "
-                                "Hugging Face token; remove it from the stage folder first")
+def place(src: Path, dst: Path, link: bool) -> None:
+    try:  # never rewritten: a hard link spares copying big weights (--dry_run gets copies)
+        if not link:
+            raise OSError("copy wanted")
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def resolve_token(token: str | None) -> str:
@@ -289,30 +276,53 @@ def upload(api, staging: Path, repo_id: str, *, private: bool, revision: str | N
 def push(folder: str, repo_id: str, *, stage: str | None = None, merge: bool = False, base_repo_id: str | None = None,
          revision: str | None = None, private: bool = False, commit_message: str | None = None,
          license: str = "apache-2.0", token: str | None = None, dry_run: bool = False,
-         output_dir: str | None = None) -> str:
-    """Stage ``folder`` (a stage or run folder) with its card and push it; return the URL (or the preview folder)."""
+         output_dir: str | None = None, format: str | None = None) -> str:
+    """Stage ``folder`` (a stage, run or GGUF export folder) with its card and push it; return the URL (or the
+    preview folder)."""
+    from hfllm.hub import push_gguf
+
     check_repo_id(repo_id)
     if base_repo_id:
         check_repo_id(base_repo_id)
-    path, stage_name = find_stage(folder, stage)
-    info = describe(path, stage_name, merge, base_repo_id)
+    export = push_gguf.find_export(folder, format, merge=merge, stage=stage, base_repo_id=base_repo_id)
+    if export is not None:
+        path, title = export.folder, f"{export.record['format']} export"
+        what = f"GGUF export ({', '.join(export.ggufs)})"
+
+        def stage_into(dest: Path, secret: str | None, link: bool) -> list[str]:
+            from huggingface_hub import constants
+
+            skipped = push_gguf.stage_export(export, dest, repo_id, license=license, revision=revision,
+                                             endpoint=constants.ENDPOINT, link=link)
+            _check_card(dest)
+            refuse_secrets(dest, secret)
+            return skipped
+    else:
+        path, title = find_stage(folder, stage)
+        info = describe(path, title, merge, base_repo_id)
+        what = f"{title} " + {"model": "model", "adapter": f"LoRA adapter (base {info.base})",
+                              "merged": "merged model", "tokenizer": "tokenizer"}[info.kind]
+        title = f"{title} stage"
+
+        def stage_into(dest: Path, secret: str | None, link: bool) -> list[str]:
+            return stage_files(info, dest, repo_id, license=license, revision=revision, token=secret, link=link)
     if dry_run:
         out = Path(output_dir or Path("hub_preview") / repo_id.split("/")[-1]).expanduser()
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise UserError(f"output_dir {out} exists and is not empty; choose another --output_dir")
-        run = path.parent if len(lineage(path)) > 1 else path
+        run = path.parent if export is None and len(lineage(path)) > 1 else path
         if any(out.resolve().is_relative_to(p.resolve()) for p in (Path(folder), path, run)):
             raise UserError("--output_dir must be outside the run folder being pushed (it is never modified)")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
         try:  # staged beside the target, then renamed: a failure leaves nothing half-written
-            skipped = stage_files(info, tmp, repo_id, license=license, revision=revision, token=token, link=False)
+            skipped = stage_into(tmp, token, False)
             if out.exists():
                 out.rmdir()  # an empty folder the user made
             tmp.rename(out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _report(info, out, skipped)
+        _report(what, out, skipped)
         say(f"dry run: nothing was pushed; review {out} (README.md is the model card)")
         return str(out)
     from huggingface_hub import HfApi
@@ -321,17 +331,15 @@ def push(folder: str, repo_id: str, *, stage: str | None = None, merge: bool = F
     with hub_errors(repo_id):
         api.whoami()  # a bad token fails here, before any (slow) merge
     with tempfile.TemporaryDirectory(prefix="hfllm-push-") as tmp:
-        skipped = stage_files(info, Path(tmp), repo_id, license=license, revision=revision, token=api.token, link=True)
-        _report(info, Path(tmp), skipped)
+        skipped = stage_into(Path(tmp), api.token, True)
+        _report(what, Path(tmp), skipped)
         return upload(api, Path(tmp), repo_id, private=private, revision=revision,
-                      commit_message=commit_message or f"hfllm push: {stage_name} stage")
+                      commit_message=commit_message or f"hfllm push: {title}")
 
 
-def _report(info: CardInfo, staged: Path, skipped: list[str]) -> None:
-    what = {"model": "model", "adapter": f"LoRA adapter (base {info.base})", "merged": "merged model",
-            "tokenizer": "tokenizer"}[info.kind]
+def _report(what: str, staged: Path, skipped: list[str]) -> None:
     files = sorted(p.name for p in staged.iterdir())
-    say(f"{info.stage} {what}: {len(files)} files ({', '.join(files)})")
+    say(f"{what}: {len(files)} files ({', '.join(files)})")
     if skipped:
         say(f"left out: {', '.join(skipped)}")
 
@@ -378,7 +386,7 @@ def main(argv: list[str]) -> int:
         from transformers import HfArgumentParser
 
         print(HfArgumentParser([PushArguments], prog="hfllm push", description=__doc__,
-                               usage="hfllm push RUN_OR_STAGE_FOLDER --repo_id user/name [--flag value ...]",
+                               usage="hfllm push RUN_STAGE_OR_EXPORT_FOLDER --repo_id user/name [--flag value ...]",
                                formatter_class=argparse.RawDescriptionHelpFormatter).format_help())
         return 0
     (args,), _ = parse_args([PushArguments], _folder_as_flag(list(argv)), prog="hfllm push")
@@ -386,5 +394,5 @@ def main(argv: list[str]) -> int:
         raise UserError("which folder? usage: hfllm push RUN_OR_STAGE_FOLDER --repo_id user/name")
     push(args.model_name_or_path, args.repo_id, stage=args.stage, merge=args.merge, base_repo_id=args.base_repo_id,
          revision=args.revision, private=args.private, commit_message=args.commit_message, license=args.license,
-         token=args.token, dry_run=args.dry_run, output_dir=args.output_dir)
+         token=args.token, dry_run=args.dry_run, output_dir=args.output_dir, format=args.format)
     return 0
