@@ -51,15 +51,17 @@ def main(argv: list[str]) -> int:
     run.prepare()
 
     with config.main_process_first(desc="checking data"):
-        train_ds, eval_ds, fmt, dropped = formats.load_train_eval(args, "sft", config.seed)
+        train_ds, eval_ds, fmt, rows = formats.load_train_eval(args, "sft", config.seed)
     tokenizer = run.load_tokenizer()
-    if fmt == "messages" and not has_generation_markers(tokenizer.chat_template):
+    train_ds = formats.keep_tool_calls_if_rendered(train_ds, tokenizer, args.dataset_name)
+    eval_ds = formats.keep_tool_calls_if_rendered(eval_ds, tokenizer, "the eval set")
+    if fmt in ("messages", "sharegpt") and not has_generation_markers(tokenizer.chat_template):
         # The template cannot mark assistant tokens: train on the last answer as a completion instead.
         to_pc = lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]}  # noqa: E731
         train_ds = train_ds.map(to_pc, remove_columns=["messages"])
         eval_ds = eval_ds.map(to_pc, remove_columns=["messages"]) if eval_ds is not None else None
         fmt = "prompt_completion"
-    if fmt == "messages" and "assistant_only_loss" not in run.explicit:
+    if fmt in ("messages", "sharegpt") and "assistant_only_loss" not in run.explicit:
         config.assistant_only_loss = True
     if eval_ds is None:
         config.eval_strategy = "no"
@@ -87,7 +89,7 @@ def main(argv: list[str]) -> int:
     kind = "LoRA adapter" if model_args.use_peft and not args.merge_lora else "model"
     run.finish({
         "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
-        "dataset_format": fmt, "train_rows": len(train_ds), "dropped_empty_rows": dropped,
+        "dataset_format": fmt, "train_rows": len(train_ds), "dropped_empty_rows": rows.empty, **rows.metrics(),
         "use_peft": model_args.use_peft, "merged": args.merge_lora, "trainable_parameters": trainable,
         "global_step": result.global_step, "train_loss": result.training_loss,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1), "eval_loss": final.get("eval_loss"),
