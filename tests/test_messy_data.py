@@ -108,7 +108,9 @@ def test_reward_skips_bad_hh_rows_and_records_them(tiny_pretrained, hh_file, tmp
     assert "2 of 40 rows skipped" in capsys.readouterr().out
     m = metrics(out)
     assert (m["rows_total"], m["rows_skipped"], m["rows_empty"], m["train_pairs"]) == (40, 2, 1, 37)
-    assert "rows_skipped" in (out / "README.md").read_text()
+    from hfllm.hub.card import result_table
+
+    assert result_table(m)["rows_skipped"] == 2  # the model card's results table shows the counts
 
 
 def test_reward_strict_refuses(tiny_pretrained, hh_file, tmp_path, capsys):
@@ -123,7 +125,7 @@ def test_sft_on_sharegpt_and_tool_calls(tiny_pretrained, tmp_path, capsys):
     out = tmp_path / "sft"
     assert run_cli("sft", "--model_name_or_path", tiny_pretrained, "--dataset_name",
                    write_jsonl(tmp_path / "share.jsonl", rows), *TINY_RUN, "--output_dir", out) == 0
-    assert metrics(out)["dataset_format"] == "prompt_completion" and metrics(out)["train_rows"] == 12
+    assert metrics(out)["dataset_format"] == "sharegpt" and metrics(out)["train_rows"] == 12
     # hfllm's own template (the tiny model's) renders no tool calls: those rows go, with a line.
     call = {"type": "function", "function": {"name": "add", "arguments": {"a": 1}}}
     chats = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
