@@ -271,8 +271,9 @@ def work(tmp_path_factory) -> Path:
     _jsonl(data / "same_pair.jsonl", [{"prompt": "Sky?", "chosen": "Blue.", "rejected": "Green."},
                                       {"prompt": "Cat?", "chosen": "It sat.", "rejected": "It sat."}])
     hh = "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Sky?\n\nAssistant: "
+    lost_blank_line = hh.replace("\n\nHuman: Sky", "\nHuman: Sky")
     _jsonl(data / "hh.jsonl", [{"chosen": hh + "Blue.", "rejected": hh + "Green."},
-                               {"chosen": hh + "Blue.", "rejected": hh.replace("\n\nHuman: Sky", "\nHuman: Sky") + "No."}]
+                               {"chosen": hh + "Blue.", "rejected": lost_blank_line + "No."}]
            + [{"chosen": hh + f"Blue {i}.", "rejected": hh + "Red."} for i in range(10)])
     _jsonl(data / "sharegpt_role.jsonl", [{"conversations": [{"from": "narrator", "value": "Once"},
                                                              {"from": "gpt", "value": "upon"}]}])

@@ -44,7 +44,8 @@ def detect(columns: list[str], kind: str, dataset_name: str) -> str:
                         ("alpaca", {"instruction", "output"}), ("text", {"text"})):
         if needed <= cols:
             return fmt
-    raise UserError(f"dataset '{dataset_name}' fits no SFT format: expected 'messages', 'conversations', 'prompt'+'completion', "
+    raise UserError(f"dataset '{dataset_name}' fits no SFT format: expected 'messages', 'conversations', "
+                    "'prompt'+'completion', "
                     f"'instruction'+'output' or 'text' columns; it has {_names(cols)}")
 
 
@@ -362,6 +363,9 @@ def keep_tool_calls_if_rendered(ds, tokenizer, name: str):
     if rendered:
         print(f"{name}: {len(calls):,} conversations with tool calls, rendered by the chat template")
         return ds
+    if len(calls) == len(ds):
+        raise UserError(f"{name}: every conversation has tool calls and the model's chat template does not render "
+                        "them; use a model whose template does (e.g. Qwen2.5's)")
     print(f"{name}: {len(calls):,} of {len(ds):,} conversations skipped: they have tool calls and the model's chat "
           "template does not render them (use a model whose template does, e.g. Qwen2.5's)")
     return ds.filter(lambda row: not with_calls(row), desc="skipping tool calls")

@@ -77,7 +77,8 @@ def main(argv: list[str]) -> int:
         lines.append(f"answer accuracy: {before['answer_accuracy']:.1%} -> {after['answer_accuracy']:.1%}")
     run.finish({
         "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
-        "train_pairs": len(train_ds), "dropped_empty_pairs": rows.empty, **rows.metrics(), "use_peft": model_args.use_peft,
+        "train_pairs": len(train_ds), "dropped_empty_pairs": rows.empty, **rows.metrics(),
+        "use_peft": model_args.use_peft,
         "beta": config.beta, "global_step": result.global_step, "train_loss": result.training_loss,
         "train_seconds": round(result.metrics.get("train_runtime", 0), 1),
         "reward_margin": final.get("eval_rewards/margins"), "reward_accuracy": final.get("eval_rewards/accuracies"),

@@ -51,9 +51,8 @@ class PretrainArguments(ScriptArguments):
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue pretraining this model"})
     model_type: str = field(default="llama", metadata={"help": "any transformers model_type: llama, qwen2, gpt2..."})
     preset: str = field(default="tiny", metadata={"help": f"size preset: {', '.join(PRESETS)}; from scratch it also "
-                                                          "sets learning_rate, warmup_steps and lr_scheduler_type "
-                                                          "where not given: " + "; ".join(
-                                                              f"{k} {_training(v)}" for k, v in PRESET_TRAINING.items())})
+                        "sets learning_rate, warmup_steps and lr_scheduler_type where not given: "
+                        + "; ".join(f"{k} {_training(v)}" for k, v in PRESET_TRAINING.items())})
     num_hidden_layers: int | None = field(default=None, metadata={"help": "override the preset's layers"})
     hidden_size: int | None = field(default=None, metadata={"help": "override the preset's width"})
     num_attention_heads: int | None = field(default=None, metadata={"help": "override the preset's heads"})
