@@ -70,12 +70,15 @@ def check_rows(ds, check, where, *, strict: bool = False, max_bad_share: float =
         except UserError as exc:
             return {STATUS: str(exc)}
 
-    checked = ds.map(verdict, with_indices=True, desc="checking rows")
-    report, first = RowReport(total=len(ds)), None
+    # Only the verdicts are written (one short string a row), not a second copy of the data.
+    checked = ds.map(verdict, with_indices=True, remove_columns=ds.column_names, desc="checking rows")
+    report, first, usable = RowReport(total=len(ds)), None, []
     start = 0
-    for batch in checked.select_columns([STATUS]).iter(batch_size=10_000):
+    for batch in checked.iter(batch_size=10_000):
         for i, status in enumerate(batch[STATUS], start):
-            if status == "empty":
+            if status == "ok":
+                usable.append(i)
+            elif status == "empty":
                 report.empty += 1
             elif status != "ok":
                 first = first or status
@@ -91,5 +94,4 @@ def check_rows(ds, check, where, *, strict: bool = False, max_bad_share: float =
         if report.skipped > max_bad_share * report.total:
             raise UserError(f"{first}; {report.skipped:,} of {report.total:,} rows fail the checks, more than "
                             f"--max_bad_share {max_bad_share:g} allows")
-    kept = checked.filter(lambda status: status == "ok", input_columns=STATUS, desc="skipping bad rows")
-    return kept.remove_columns(STATUS), report
+    return (ds if len(usable) == len(ds) else ds.select(usable)), report
