@@ -29,6 +29,7 @@ COMMANDS = {
     "export": ("hfllm.export", "export a model as a serving-ready HF folder, GGUF or Ollama model, with --check"),
     "serve": ("hfllm.serve", "serve models over an OpenAI-compatible HTTP API"),
     "data": ("hfllm.data.clean", STAGES["clean"].help),
+    "inspect": ("hfllm.inspect", "show what a stage trains on: rows, lengths, loss tokens, template checks"),
 }
 
 

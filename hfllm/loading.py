@@ -153,11 +153,45 @@ def _load(kind: str, name_or_path: str, what: str, merge_adapter: bool, **kwargs
     return model.merge_and_unload() if merge_adapter else model
 
 
+def quantization_config(model_args, dtype: str):
+    """bitsandbytes loading for QLoRA (``--load_in_4bit`` / ``--load_in_8bit``), computing in the training dtype;
+    None without those flags."""
+    from trl import get_quantization_config
+
+    config = get_quantization_config(model_args)
+    if config is not None:
+        import importlib.util
+
+        import torch
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise UserError("--load_in_4bit / --load_in_8bit need bitsandbytes: pip install bitsandbytes "
+                            "(or drop the flag)")
+        if config.load_in_4bit:
+            config.bnb_4bit_compute_dtype = getattr(torch, dtype)
+    return config
+
+
+def _model_kwargs(quantization_config=None, attn_implementation: str | None = None) -> dict:
+    """from_pretrained's options for how the weights load, only where asked (the defaults otherwise)."""
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if quantization_config is not None:  # QLoRA: each process quantizes its own copy, on its own GPU
+        import torch
+        from accelerate import PartialState
+
+        device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
+        kwargs.update(quantization_config=quantization_config, device_map=device_map)
+    return kwargs
+
+
 def load_causal_lm(name_or_path: str, *, revision: str | None = None, dtype="auto",
-                   trust_remote_code: bool = False, merge_adapter: bool = False, token: str | None = None):
-    """Any causal LM: a stage folder, a local HF folder, a Hub id, or a LoRA adapter on its base."""
+                   trust_remote_code: bool = False, merge_adapter: bool = False, token: str | None = None,
+                   quantization_config=None, attn_implementation: str | None = None):
+    """Any causal LM: a stage folder, a local HF folder, a Hub id, or a LoRA adapter on its base.
+    ``quantization_config`` (see quantization_config()) loads the base in 4 or 8 bits, for QLoRA."""
     return _load("causal_lm", name_or_path, "model", merge_adapter, revision=revision, dtype=dtype,
-                 trust_remote_code=trust_remote_code, token=token)
+                 trust_remote_code=trust_remote_code, token=token,
+                 **_model_kwargs(quantization_config, attn_implementation))
 
 
 def load_sequence_classifier(name_or_path: str, *, num_labels: int | None = None, revision: str | None = None,

@@ -66,6 +66,10 @@ def preference_accuracy(model, tokenizer, rows, limit: int = 200) -> dict:
     model.eval()
     margins = []
     for row in rows:
+        if not row.get("prompt") and isinstance(row["chosen"], list):  # whole conversations: split as DPOTrainer does
+            from trl.data_utils import extract_prompt
+
+            row = {**row, **extract_prompt(row)}
         prompt = _as_messages(row.get("prompt") or [], "user")
         margins.append(sequence_logprob(model, tokenizer, prompt, _as_messages(row["chosen"], "assistant"))
                        - sequence_logprob(model, tokenizer, prompt, _as_messages(row["rejected"], "assistant")))

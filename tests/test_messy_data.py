@@ -125,7 +125,7 @@ def test_sft_on_sharegpt_and_tool_calls(tiny_pretrained, tmp_path, capsys):
     out = tmp_path / "sft"
     assert run_cli("sft", "--model_name_or_path", tiny_pretrained, "--dataset_name",
                    write_jsonl(tmp_path / "share.jsonl", rows), *TINY_RUN, "--output_dir", out) == 0
-    assert metrics(out)["dataset_format"] == "sharegpt" and metrics(out)["train_rows"] == 12
+    assert metrics(out)["dataset_format"] == "messages" and metrics(out)["train_rows"] == 12
     # hfllm's own template (the tiny model's) renders no tool calls: those rows go, with a line.
     call = {"type": "function", "function": {"name": "add", "arguments": {"a": 1}}}
     chats = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}

@@ -305,6 +305,27 @@ def load_train_eval(args, kind: str, seed: int):
     return train, eval_ds, fmt, report
 
 
+def split_turns(ds):
+    """Conversations -> one prompt/completion row per non-empty assistant turn: the chat before it, then the turn.
+
+    For templates SFT cannot mark assistant turns in (hfllm.chat_template.training_plan): every turn
+    is trained once. An ``answer`` column (for answer accuracy) stays on the row of the last turn only.
+    """
+    def split(batch):
+        out = {"prompt": [], "completion": [], **({"answer": []} if "answer" in batch else {})}
+        for row, messages in enumerate(batch["messages"]):
+            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+            for i, message in enumerate(messages):
+                if message["role"] == "assistant" and i > 0 and (message["content"] or "").strip():
+                    out["prompt"].append(messages[:i])
+                    out["completion"].append([message])
+                    if "answer" in batch:
+                        out["answer"].append(batch["answer"][row] if i == last else None)
+        return out
+
+    return ds.map(split, batched=True, remove_columns=ds.column_names, desc="one row per assistant turn")
+
+
 def pair_columns(ds):
     """Only the columns preference trainers read (extra ones like 'answer' are for evaluation)."""
     if ds is None:

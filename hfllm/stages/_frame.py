@@ -60,6 +60,11 @@ SOURCES = (("model", "model_name_or_path", "model"), ("args", "model_name_or_pat
            ("args", "value_model_name_or_path", "value model"))
 
 
+def stage_defaults(stage: str, defaults: dict | None = None) -> dict:
+    """What a stage's options default to: hfllm's for every stage, the stage's own, then the device's."""
+    return {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}), **training_defaults()}
+
+
 class Run:
     """One run of a training stage: its parsed arguments, output folder, checkpoint and push settings."""
 
@@ -83,11 +88,11 @@ class Run:
               needs_model: str | None = None) -> "Run":
         """Parse (per-device defaults under the stage's), check every model source named. The stage then checks
         what else it needs and calls ``prepare``."""
-        defaults = {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}),
-                    **training_defaults()}
-        parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}", defaults=defaults)
+        parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}",
+                                      defaults=stage_defaults(stage, defaults))
         run = cls(stage, parsed, explicit)
         run.args.check_supported(f"hfllm {stage}")
+        run._liger_where_it_runs()
         if run.model_args is not None and not run.model_args.model_name_or_path:
             raise UserError(needs_model or f"{stage} needs a model: set --model_name_or_path")
         for holder, name, what in SOURCES:  # before any data or weights are read, and before prepare
@@ -95,6 +100,20 @@ class Run:
             if value:
                 check_model_source(value, what)
         return run
+
+    def _liger_where_it_runs(self) -> None:
+        """``use_liger_kernel: true`` (as the GPU recipes have) means Liger where it can run: off, with a note,
+        without liger-kernel or a GPU, rather than an ImportError once the model has loaded."""
+        import importlib.util
+
+        import torch
+
+        if getattr(self.config, "use_liger_kernel", False) and not (
+                torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None):
+            self.config.use_liger_kernel = False
+            if self.is_main_process:
+                print("note: use_liger_kernel is on but liger-kernel cannot run here (it needs a GPU and "
+                      "`pip install liger-kernel`); training without it")
 
     def prepare(self) -> None:
         """Check the output folder (the main process first: it alone removes a folder being overwritten; the

@@ -42,11 +42,11 @@ def measure(model, tokenizer, eval_ds, n):
 
 
 ARGUMENTS = (DPOScriptArguments, DPOConfig, ModelConfig)  # what its flags and config files fill
+DEFAULTS = {"logging_steps": 10, "save_total_limit": 1, "lora_target_modules": ["all-linear"]}  # hfllm's, over TRL's
 
 
 def main(argv: list[str]) -> int:
-    run = Run.start("dpo", argv, ARGUMENTS,
-                    defaults={"logging_steps": 10, "save_total_limit": 1, "lora_target_modules": ["all-linear"]},
+    run = Run.start("dpo", argv, ARGUMENTS, defaults=DEFAULTS,
                     needs_model="dpo needs a model to start from: set --model_name_or_path (e.g. the SFT stage folder)")
     args, config, model_args = run.parsed
     run.prepare()

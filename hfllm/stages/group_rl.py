@@ -31,12 +31,15 @@ class RLScriptArguments(ScriptArguments):
     reward_funcs: list[str] = field(default_factory=list, metadata={"help": "rule rewards or import paths"})
 
 
+# hfllm's defaults for GRPO and RLOO, over TRL's (hfllm inspect --stage grpo reads them too).
+DEFAULTS = {"logging_steps": 5, "save_total_limit": 1, "lora_target_modules": ["all-linear"], "num_generations": 4,
+            "max_completion_length": 32, "per_device_train_batch_size": 8, "learning_rate": 1e-5, "beta": 0.04}
+
+
 def run_stage(argv: list[str], stage: str, arguments: tuple, trainer_cls) -> int:
     """hfllm grpo / rloo: ``arguments`` are (RLScriptArguments, the trainer's config class, ModelConfig)."""
-    run = Run.start(stage, argv, arguments, defaults={
-        "logging_steps": 5, "save_total_limit": 1, "lora_target_modules": ["all-linear"], "num_generations": 4,
-        "max_completion_length": 32, "per_device_train_batch_size": 8, "learning_rate": 1e-5, "beta": 0.04},
-        needs_model=f"{stage} needs a policy to start from: set --model_name_or_path (e.g. the SFT stage folder)")
+    run = Run.start(stage, argv, arguments, defaults=DEFAULTS, needs_model=(
+        f"{stage} needs a policy to start from: set --model_name_or_path (e.g. the SFT stage folder)"))
     args, config, model_args = run.parsed
     run.prepare()
     with config.main_process_first(desc="loading prompts"):

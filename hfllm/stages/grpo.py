@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from hfllm.stages.group_rl import RLScriptArguments, run_stage
+# DEFAULTS: hfllm's over TRL's, which run_stage applies; hfllm inspect reads a stage's ARGUMENTS and DEFAULTS.
+from hfllm.stages.group_rl import DEFAULTS, RLScriptArguments, run_stage  # noqa: F401
 
 ARGUMENTS = (RLScriptArguments, GRPOConfig, ModelConfig)  # what its flags and config files fill
 

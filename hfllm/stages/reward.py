@@ -31,11 +31,11 @@ class RewardScriptArguments(ScriptArguments):
 
 
 ARGUMENTS = (RewardScriptArguments, RewardConfig, ModelConfig)  # what its flags and config files fill
+DEFAULTS = {"logging_steps": 10, "save_total_limit": 1, "lora_task_type": "SEQ_CLS"}  # hfllm's, over TRL's
 
 
 def main(argv: list[str]) -> int:
-    run = Run.start("reward", argv, ARGUMENTS,
-                    defaults={"logging_steps": 10, "save_total_limit": 1, "lora_task_type": "SEQ_CLS"},
+    run = Run.start("reward", argv, ARGUMENTS, defaults=DEFAULTS,
                     needs_model="reward needs a model to start from: set --model_name_or_path (e.g. the SFT stage "
                                 "folder)")
     args, config, model_args = run.parsed

@@ -5,11 +5,14 @@
     hfllm sft --model_name_or_path Qwen/Qwen2.5-0.5B --dataset_name alpaca.json --use_peft --lora_r 16
 
 Datasets in TRL's formats (text, messages, prompt/completion) or Alpaca rows are
-checked row by row and converted. Conversations go through the tokenizer's chat
-template with the loss on the assistant's tokens only; a base model without a
-template gets hfllm's. The saved model stops at the end of its answer: the eos
-(and the template's end-of-turn token) stay in the labels and in generation_config.
-When the eval data has an ``answer`` column, answer accuracy is measured before and after.
+checked row by row and converted. Conversations go through the model's own chat
+template with the loss on every assistant turn and nothing else (how, per template:
+hfllm.chat_template.training_plan); a base model without a template gets hfllm's. The
+saved tokenizer keeps the original template, the one the model is served with. The saved
+model stops at the end of its answer: the eos (and the template's end-of-turn token) stay
+in the labels and in generation_config. Before training, one line says what the trainer
+will see (``hfllm inspect`` shows more). When the eval data has an ``answer`` column,
+answer accuracy is measured before and after.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
-from trl.chat_template_utils import has_generation_markers
 
+from hfllm.chat_template import chat_template_from_path, training_plan
 from hfllm.data import formats
 from hfllm.data.load import ScriptArguments
 from hfllm.errors import UserError
-from hfllm.loading import load_causal_lm
+from hfllm.inspect.checks import summary
+from hfllm.loading import load_causal_lm, quantization_config
 from hfllm.scoring import answer_accuracy
 from hfllm.stages._frame import Run
 from hfllm.stages.merge import save_merged
@@ -39,11 +43,11 @@ class SFTScriptArguments(ScriptArguments):
 
 
 ARGUMENTS = (SFTScriptArguments, SFTConfig, ModelConfig)  # what its flags and config files fill
+DEFAULTS = {"logging_steps": 10, "save_total_limit": 1, "lora_target_modules": ["all-linear"]}  # hfllm's, over TRL's
 
 
 def main(argv: list[str]) -> int:
-    run = Run.start("sft", argv, ARGUMENTS,
-                    defaults={"logging_steps": 10, "save_total_limit": 1, "lora_target_modules": ["all-linear"]},
+    run = Run.start("sft", argv, ARGUMENTS, defaults=DEFAULTS,
                     needs_model="sft needs a model: set --model_name_or_path (a stage folder, HF folder or Hub id)")
     args, config, model_args = run.parsed
     if args.merge_lora and not model_args.use_peft:
@@ -55,20 +59,17 @@ def main(argv: list[str]) -> int:
     tokenizer = run.load_tokenizer()
     train_ds = formats.keep_tool_calls_if_rendered(train_ds, tokenizer, args.dataset_name)
     eval_ds = formats.keep_tool_calls_if_rendered(eval_ds, tokenizer, "the eval set")
-    if fmt in ("messages", "sharegpt") and not has_generation_markers(tokenizer.chat_template):
-        # The template cannot mark assistant tokens: train on the last answer as a completion instead.
-        to_pc = lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]}  # noqa: E731
-        train_ds = train_ds.map(to_pc, remove_columns=["messages"])
-        eval_ds = eval_ds.map(to_pc, remove_columns=["messages"]) if eval_ds is not None else None
-        fmt = "prompt_completion"
-    if fmt in ("messages", "sharegpt") and "assistant_only_loss" not in run.explicit:
-        config.assistant_only_loss = True
+    plan = None
+    if fmt in ("messages", "sharegpt"):  # every assistant turn in the loss, whatever the template
+        train_ds, eval_ds, fmt, plan = assistant_turns(tokenizer, train_ds, eval_ds, config, run.explicit,
+                                                       run.is_main_process)
     if eval_ds is None:
         config.eval_strategy = "no"
     elif "eval_strategy" not in run.explicit:
         config.eval_strategy = "epoch" if "eval_steps" not in run.explicit else "steps"
 
-    model = run.load_model(load_causal_lm, tokenizer)
+    model = run.load_model(load_causal_lm, tokenizer, attn_implementation=model_args.attn_implementation,
+                           quantization_config=quantization_config(model_args, run.dtype))  # QLoRA
     measure = eval_ds is not None and args.answer_eval_samples and "answer" in eval_ds.column_names
     before = answer_accuracy(model, tokenizer, eval_ds, args.answer_eval_samples) if measure else {}
 
@@ -78,18 +79,21 @@ def main(argv: list[str]) -> int:
     if run.is_main_process:
         print(f"sft: {fmt} data, {len(train_ds)} rows; {trainable / 1e6:.2f} M of "
               f"{trainer.model.num_parameters() / 1e6:.2f} M parameters trainable")
+        print(f"sft: {summary(tokenizer, trainer.train_dataset, config, plan)}")  # hfllm inspect shows more
     result = run.train(trainer)
     final = trainer.evaluate() if eval_ds is not None else {}
     after = answer_accuracy(trainer.model, tokenizer, eval_ds, args.answer_eval_samples) if before else {}
 
     run.save(trainer, tokenizer)
     if run.is_main_process and args.merge_lora:  # DPO, reward and RL then start from one model, their reference
-        # From the saved adapter, not the trained (perhaps sharded) one: the same weights on any setup.
+        # From the saved adapter, not the trained (perhaps sharded) one: the same weights on any setup,
+        # and after QLoRA a base in full precision, not the 4-bit one it trained on.
         save_merged(str(run.output_dir), str(run.output_dir), dtype=run.dtype, trust_remote_code=run.trust_remote_code)
     kind = "LoRA adapter" if model_args.use_peft and not args.merge_lora else "model"
     run.finish({
         "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
-        "dataset_format": fmt, "train_rows": len(train_ds), "dropped_empty_rows": rows.empty, **rows.metrics(),
+        "dataset_format": fmt, "assistant_loss": plan.mode if plan else None, "train_rows": len(train_ds),
+        "dropped_empty_rows": rows.empty, **rows.metrics(),
         "use_peft": model_args.use_peft, "merged": args.merge_lora, "trainable_parameters": trainable,
         "global_step": result.global_step, "train_loss": result.training_loss,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1), "eval_loss": final.get("eval_loss"),
@@ -100,3 +104,28 @@ def main(argv: list[str]) -> int:
            f"{after['answer_accuracy']:.1%}"] if before else []),
         f"saved {kind} to {run.output_dir}"])
     return 0
+
+
+def assistant_turns(tokenizer, train_ds, eval_ds, config, explicit: set, main_process: bool = True):
+    """Conversations ready for SFTTrainer with every assistant turn trained (hfllm.chat_template.training_plan).
+
+    Sets ``config.assistant_only_loss`` to what the plan needs. Returns (train, eval, format, plan).
+    """
+    template = chat_template_from_path(config.chat_template_path) if config.chat_template_path else None
+    asked = config.assistant_only_loss if "assistant_only_loss" in explicit else None
+    plan = training_plan(tokenizer, asked, template)
+    if plan.mode != "per_turn":
+        config.assistant_only_loss = plan.assistant_only_loss
+        return train_ds, eval_ds, "messages", plan
+    chats = len(train_ds)
+    train_ds = formats.split_turns(train_ds)
+    eval_ds = formats.split_turns(eval_ds) if eval_ds is not None else None
+    config.assistant_only_loss = False  # prompt/completion rows: the loss is on the completion
+    if main_process:
+        which = f"TRL has no training copy of it ({plan.name})" if plan.name else "TRL does not know it"
+        print(f"note: the chat template has no {{% generation %}} markers and {which}: each of the "
+              f"{len(train_ds)} non-empty assistant turns in {chats} conversations is trained as its own "
+              f"prompt/completion row, the turns before it as context; to train each conversation in one pass, "
+              f"pass --chat_template_path FILE.jinja, a copy of the template with each assistant turn and its "
+              f"end-of-turn token inside {{% generation %}}...{{% endgeneration %}}")
+    return train_ds, eval_ds, "prompt_completion", plan
