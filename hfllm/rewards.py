@@ -181,17 +181,15 @@ def check_weights(weights: list[float] | None, funcs: list) -> list[float]:
 
 def load_prompts(args, limit_eval: int | None = None):
     """(training prompts, held-out rows) from a stage's script arguments: a ``prompt`` column (text or
-    messages) plus any extra columns (``answer``); held-out rows only when ``limit_eval`` is not 0."""
+    messages) plus any extra columns (``answer``), or the prompts inside preference pairs or conversations
+    (hfllm.data.formats.prompts_for_rl); held-out rows only when ``limit_eval`` is not 0."""
+    from hfllm.data.formats import prompts_for_rl
     from hfllm.data.load import first_rows, load_dataset
 
     def prompts(name, split, config, limit):
         ds = first_rows(load_dataset(name, config=config, split=split), limit)
-        if "prompt" not in ds.column_names:
-            if "messages" not in ds.column_names:
-                raise UserError(f"dataset '{name}' has no 'prompt' column (it has {', '.join(ds.column_names)}); "
-                                "RL needs prompts as text or a list of messages")
-            # Conversations: everything before the last answer is the prompt.
-            ds = ds.map(lambda r: {"prompt": r["messages"][:-1]}, remove_columns=["messages"])
+        if "prompt" not in ds.column_names:  # from pairs, transcripts or conversations
+            ds = prompts_for_rl(ds, name, strict=args.strict, max_bad_share=args.max_bad_share)
         if isinstance(ds[0]["prompt"], str):
             ds = ds.map(lambda r: {"prompt": [{"role": "user", "content": r["prompt"]}]})
         return ds

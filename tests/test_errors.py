@@ -101,13 +101,35 @@ CASES = {
                         "choose it with --dataset_text_field"),
     "missing_field": Case("sft", "a row missing a field",
                           ["sft", "--model_name_or_path", "model", "--dataset_name", "data/missing_field.jsonl"],
-                          "data/missing_field.jsonl, row 2: 'completion' is missing (null)"),
+                          "data/missing_field.jsonl, row 2: 'completion' is missing (null); 1 of 2 rows fail the "
+                          "checks, more than --max_bad_share 0.1 allows"),
     "empty_answers": Case("sft", "every answer empty",
                           ["sft", "--model_name_or_path", "model", "--dataset_name", "data/empty_answers.jsonl"],
                           "dataset 'data/empty_answers.jsonl' has no usable rows (2 had empty answers)"),
     "same_pair": Case("reward", "preference pair with identical chosen and rejected",
                       ["reward", "--model_name_or_path", "model", "--dataset_name", "data/same_pair.jsonl"],
-                      "data/same_pair.jsonl, row 2: 'chosen' and 'rejected' are identical; a pair must differ"),
+                      "data/same_pair.jsonl, row 2: 'chosen' and 'rejected' are identical; a pair must differ; 1 of 2 "
+                      "rows fail the checks, more than --max_bad_share 0.1 allows"),
+    "strict": Case("dpo", "a malformed HH-RLHF transcript with --strict (without it: skipped and counted)",
+                   ["dpo", "--model_name_or_path", "model", "--dataset_name", "data/hh.jsonl", "--strict", "true"],
+                   "data/hh.jsonl, row 2: 'chosen' and 'rejected' transcripts must share every turn but the last"),
+    "bad_share": Case("reward", "a share of bad rows outside [0, 1]",
+                      ["reward", "--model_name_or_path", "model", "--dataset_name", "data/hh.jsonl",
+                       "--max_bad_share", "10"], "max_bad_share must be in [0, 1], got 10.0"),
+    "sharegpt_role": Case("sft", "ShareGPT rows from a speaker it does not know",
+                          ["sft", "--model_name_or_path", "model", "--dataset_name", "data/sharegpt_role.jsonl"],
+                          "data/sharegpt_role.jsonl, row 1: 'conversations'[0] is from 'narrator'; use one of "
+                          "assistant, chatgpt, function, gpt, human, model, observation, system, tool, user; "
+                          "no row passes the checks"),
+    "image_part": Case("sft", "an image in OpenAI-style content parts",
+                       ["sft", "--model_name_or_path", "model", "--dataset_name", "data/image_part.jsonl"],
+                       "data/image_part.jsonl, row 1: 'messages'[0] has a 'image_url' part; hfllm trains on text "
+                       "parts only; no row passes the checks"),
+    "rl_no_prompt": Case("grpo", "plain text where prompts are needed",
+                         ["grpo", "--model_name_or_path", "model", "--dataset_name", "corpus.txt", "--reward_funcs",
+                          "length_penalty"],
+                         "dataset 'corpus.txt' has no 'prompt' column (it has text); RL takes prompts from 'prompt', "
+                         "'messages', 'conversations' or 'chosen'/'rejected' pairs"),
     "not_pairs": Case("dpo", "plain text where preference pairs are needed",
                       ["dpo", "--model_name_or_path", "model", "--dataset_name", "corpus.txt"],
                       "dataset 'corpus.txt' is not a preference dataset: it needs 'chosen' and 'rejected' columns "
@@ -343,6 +365,16 @@ def work(tmp_path_factory) -> Path:
     _jsonl(data / "empty_answers.jsonl", [{"prompt": "Hi", "completion": ""}, {"prompt": "Yo", "completion": "  "}])
     _jsonl(data / "same_pair.jsonl", [{"prompt": "Sky?", "chosen": "Blue.", "rejected": "Green."},
                                       {"prompt": "Cat?", "chosen": "It sat.", "rejected": "It sat."}])
+    hh = "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Sky?\n\nAssistant: "
+    lost_blank_line = hh.replace("\n\nHuman: Sky", "\nHuman: Sky")
+    _jsonl(data / "hh.jsonl", [{"chosen": hh + "Blue.", "rejected": hh + "Green."},
+                               {"chosen": hh + "Blue.", "rejected": lost_blank_line + "No."}]
+           + [{"chosen": hh + f"Blue {i}.", "rejected": hh + "Red."} for i in range(10)])
+    _jsonl(data / "sharegpt_role.jsonl", [{"conversations": [{"from": "narrator", "value": "Once"},
+                                                             {"from": "gpt", "value": "upon"}]}])
+    _jsonl(data / "image_part.jsonl", [{"messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "cat.png"}}]},
+        {"role": "assistant", "content": "A cat."}]}])
     _jsonl(data / "prompts.jsonl", [{"prompt": "What is 2 + 2?", "answer": "4"}])
     (root / "typo.yaml").write_text("dataset_name: corpus.txt\nvocab_sise: 300\n")
     (root / "wrong_type.yaml").write_text("dataset_name: corpus.txt\nvocab_size: many\n")

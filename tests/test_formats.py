@@ -24,8 +24,8 @@ MSG = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "
 
 
 def test_text(tmp_path):
-    ds, fmt, dropped = load(tmp_path, [{"text": "a b c"}, {"text": "  "}])
-    assert fmt == "text" and len(ds) == 1 and dropped == 1
+    ds, fmt, rows = load(tmp_path, [{"text": "a b c"}, {"text": "  "}])
+    assert fmt == "text" and len(ds) == 1 and rows.empty == 1 and not rows.skipped
 
 
 def test_messages_keep_system_prompt_and_answer_key(tmp_path):
@@ -43,8 +43,8 @@ def test_prompt_completion_plain_and_conversational(tmp_path):
 def test_alpaca_becomes_conversational(tmp_path):
     rows = [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
             {"instruction": "Say hi.", "input": "", "output": "Hi!"}, {"instruction": "Nothing.", "output": ""}]
-    ds, fmt, dropped = load(tmp_path, rows)
-    assert fmt == "alpaca" and dropped == 1
+    ds, fmt, report = load(tmp_path, rows)
+    assert fmt == "alpaca" and report.empty == 1
     assert ds[0]["prompt"] == [{"role": "user", "content": "Add the numbers.\n\n2 and 3"}]
     assert ds[1]["prompt"][0]["content"] == "Say hi." and ds[1]["completion"][0]["content"] == "Hi!"
 

@@ -67,3 +67,24 @@ def test_bad_inputs(tiny_tokenizer, tmp_path, capsys, flags, message):
     flags = [tiny_tokenizer if f == "TOK" else f for f in flags]
     assert run_cli("pretrain", *TINY_MODEL_FLAGS, *flags, "--max_steps", "1", "--output_dir", tmp_path / "o", *QUIET) == 2
     assert message in capsys.readouterr().err
+
+
+def test_preset_training_defaults_apply_where_not_set(tiny_tokenizer, tmp_path, capsys):
+    import yaml
+
+    from hfllm.model import PRESET_TRAINING
+
+    # From scratch with --learning_rate given: the preset's warmup and schedule, the user's rate, said first.
+    assert _pretrain(tiny_tokenizer, tmp_path / "p", "--max_steps", "2", "--eval_strategy", "no") == 0
+    out = capsys.readouterr().out
+    assert "training defaults of preset 'tiny' (set any to override): warmup_steps 0.1, lr_scheduler_type cosine" in out
+    saved = yaml.safe_load((tmp_path / "p" / "hfllm_args.yaml").read_text())
+    assert saved["learning_rate"] == 2e-3 and saved["lr_scheduler_type"] == "cosine" and saved["warmup_steps"] == 0.1
+    # Continued pretraining keeps TrainingArguments' own values.
+    assert run_cli("pretrain", "--model_name_or_path", tmp_path / "p", "--max_steps", "1", "--max_train_samples",
+                   "200", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no",
+                   "--output_dir", tmp_path / "q", *QUIET) == 0
+    assert "training defaults of preset" not in capsys.readouterr().out
+    saved = yaml.safe_load((tmp_path / "q" / "hfllm_args.yaml").read_text())
+    assert saved["learning_rate"] == 5e-5 and saved["lr_scheduler_type"] == "linear"
+    assert PRESET_TRAINING["tiny"]["learning_rate"] == 2e-3

@@ -216,8 +216,8 @@ def test_valid_rows_are_accepted_in_their_format(data_, fmt):
 
     rows = data_.draw(st.lists(VALID[fmt], min_size=1, max_size=4))
     kind = "preference" if fmt == "preference" else "sft"
-    ds, detected, dropped = formats.normalise(datasets.Dataset.from_list(rows), kind, "d.jsonl")
-    assert detected == fmt and dropped == 0 and len(ds) == len(rows)
+    ds, detected, report = formats.normalise(datasets.Dataset.from_list(rows), kind, "d.jsonl")
+    assert detected == fmt and report.empty == report.skipped == 0 and len(ds) == len(rows)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -21,7 +21,7 @@ import re
 
 from hfllm.errors import UserError, first_line
 
-SFT_FORMATS = ("text", "messages", "prompt_completion", "alpaca")
+SFT_FORMATS = ("text", "messages", "sharegpt", "prompt_completion", "alpaca")
 PREFERENCE_FORMATS = ("preference", "implicit_preference", "hh")
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -39,38 +39,92 @@ def detect(columns: list[str], kind: str, dataset_name: str) -> str:
             return "preference" if "prompt" in cols else "implicit_preference"
         raise UserError(f"dataset '{dataset_name}' is not a preference dataset: it needs 'chosen' and 'rejected' "
                         f"columns (and usually 'prompt'); it has {_names(cols)}")
-    for fmt, needed in (("messages", {"messages"}), ("prompt_completion", {"prompt", "completion"}),
+    for fmt, needed in (("messages", {"messages"}), ("sharegpt", {"conversations"}),
+                        ("prompt_completion", {"prompt", "completion"}),
                         ("alpaca", {"instruction", "output"}), ("text", {"text"})):
         if needed <= cols:
             return fmt
-    raise UserError(f"dataset '{dataset_name}' fits no SFT format: expected 'messages', 'prompt'+'completion', "
+    raise UserError(f"dataset '{dataset_name}' fits no SFT format: expected 'messages', 'conversations', "
+                    "'prompt'+'completion', "
                     f"'instruction'+'output' or 'text' columns; it has {_names(cols)}")
 
 
-def _check_messages(value, where: str, field: str, need_assistant_last: bool) -> None:
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+                  "model": "assistant", "system": "system", "tool": "tool", "function": "tool", "observation": "tool"}
+
+
+def _content(value, where: str, name: str) -> str:
+    """A message's text: a string, or OpenAI-style parts [{type: text, text}] joined (text only)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(p, dict) for p in value):
+        kinds = {p.get("type") for p in value} - {"text"}
+        if kinds:
+            raise UserError(f"{where}: {name} has a {sorted(map(str, kinds))[0]!r} part; hfllm trains on text "
+                            "parts only")
+        if not all(isinstance(p.get("text"), str) for p in value):
+            raise UserError(f"{where}: {name} has a text part without a 'text' string")
+        return "\n".join(p["text"] for p in value)
+    raise UserError(f"{where}: {name}.content must be a string or a list of {{type: text, text}} parts")
+
+
+def _tool_calls(calls, where: str, name: str) -> list[dict]:
+    """OpenAI tool calls as [{type: function, function: {name, arguments}}] with the arguments as JSON text:
+    one Arrow type for every row, whatever each call's arguments hold."""
+    import json
+
+    out = []
+    for call in calls if isinstance(calls, list) else [None]:
+        function = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise UserError(f"{where}: {name}.tool_calls must be a list of {{function: {{name, arguments}}}}")
+        arguments = function.get("arguments", {})
+        out.append({"type": "function", "function": {"name": function["name"], "arguments": arguments if
+                    isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)}})
+    return out
+
+
+def _messages(value, where: str, field: str, need_assistant_last: bool) -> list[dict]:
+    """Check a conversation and return it as [{role, content}] (+ tool_calls where a turn has them): ShareGPT's
+    {from, value} and content parts are converted, so every row has one shape."""
     if not isinstance(value, list) or not value:
         raise UserError(f"{where}: '{field}' must be a non-empty list of {{role, content}} messages")
+    out = []
     for i, message in enumerate(value):
+        name = f"'{field}'[{i}]"
+        if isinstance(message, dict) and "from" in message and "value" in message and "role" not in message:
+            role = SHAREGPT_ROLES.get(message["from"]) if isinstance(message["from"], str) else None
+            if role is None:
+                raise UserError(f"{where}: {name} is from {message['from']!r}; use one of "
+                                f"{', '.join(sorted(SHAREGPT_ROLES))}")
+            message = {"role": role, "content": message["value"]}
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise UserError(f"{where}: '{field}'[{i}] must have 'role' and 'content'")
+            raise UserError(f"{where}: {name} must have 'role' and 'content'")
         if not isinstance(message["role"], str) or message["role"] not in ROLES:
-            raise UserError(f"{where}: '{field}'[{i}] has role {message['role']!r}; use one of {sorted(ROLES)}")
-        if not isinstance(message["content"], str):
-            raise UserError(f"{where}: '{field}'[{i}].content must be a string")
-    if need_assistant_last and value[-1]["role"] != "assistant":
+            raise UserError(f"{where}: {name} has role {message['role']!r}; use one of {sorted(ROLES)}")
+        calls = message.get("tool_calls")
+        if calls and message["role"] == "assistant":  # a call's content is often null
+            out.append({"role": "assistant", "content": _content(message["content"] or "", where, name),
+                        "tool_calls": _tool_calls(calls, where, name)})
+        else:
+            out.append({"role": message["role"], "content": _content(message["content"], where, name)})
+    if need_assistant_last and out[-1]["role"] != "assistant":
         raise UserError(f"{where}: the last message of '{field}' must be the assistant's answer")
+    if any("tool_calls" in m for m in out):  # one shape for every turn of the row
+        out = [{"tool_calls": None, **m} for m in out]
+    return out
 
 
 def _text_of(value) -> str:
-    return value if isinstance(value, str) else " ".join(m.get("content", "") for m in value or [])
+    return value if isinstance(value, str) else " ".join(m.get("content") or "" for m in value or [])
 
 
-def _is_text_or_messages(value, where: str, field: str, need_assistant_last: bool = False) -> None:
+def _text_or_messages(value, where: str, field: str, need_assistant_last: bool = False):
     if isinstance(value, str):
-        return
+        return value
     if value is None:
         raise UserError(f"{where}: '{field}' is missing (null)")
-    _check_messages(value, where, field, need_assistant_last)
+    return _messages(value, where, field, need_assistant_last)
 
 
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
@@ -91,13 +145,14 @@ def convert_row(row: dict, fmt: str, where: str) -> dict | None:
         if not isinstance(row.get("text"), str):
             raise UserError(f"{where}: 'text' must be a string")
         return {"text": row["text"]} if row["text"].strip() else None
-    if fmt == "messages":
-        _check_messages(row.get("messages"), where, "messages", need_assistant_last=True)
-        return {"messages": row["messages"]} if row["messages"][-1]["content"].strip() else None
+    if fmt in ("messages", "sharegpt"):
+        field = "messages" if fmt == "messages" else "conversations"
+        messages = _messages(row.get(field), where, field, need_assistant_last=True)
+        return {"messages": messages} if messages[-1]["content"].strip() or messages[-1].get("tool_calls") else None
     if fmt == "prompt_completion":
-        _is_text_or_messages(row.get("prompt"), where, "prompt")
-        _is_text_or_messages(row.get("completion"), where, "completion")
-        return {"prompt": row["prompt"], "completion": row["completion"]} if _text_of(row["completion"]).strip() else None
+        prompt = _text_or_messages(row.get("prompt"), where, "prompt")
+        completion = _text_or_messages(row.get("completion"), where, "completion")
+        return {"prompt": prompt, "completion": completion} if _text_of(completion).strip() else None
     if fmt == "alpaca":
         instruction, extra, output = row.get("instruction"), row.get("input"), row.get("output")
         if not isinstance(instruction, str) or not instruction.strip():
@@ -112,10 +167,12 @@ def convert_row(row: dict, fmt: str, where: str) -> dict | None:
         return {"prompt": [{"role": "user", "content": content}],
                 "completion": [{"role": "assistant", "content": output.strip()}]}
     if fmt in ("preference", "implicit_preference"):
+        row = dict(row)
         if fmt == "preference":
-            _is_text_or_messages(row.get("prompt"), where, "prompt")
+            row["prompt"] = _text_or_messages(row.get("prompt"), where, "prompt")
         for field in ("chosen", "rejected"):
-            _is_text_or_messages(row.get(field), where, field, need_assistant_last=fmt == "implicit_preference")
+            row[field] = _text_or_messages(row.get(field), where, field,
+                                           need_assistant_last=fmt == "implicit_preference")
         if fmt == "implicit_preference" and isinstance(row["chosen"], str) and HH_TURN.search("\n\n" + row["chosen"]):
             if not isinstance(row["rejected"], str):
                 raise UserError(f"{where}: 'chosen' is a transcript but 'rejected' is not; give both as "
@@ -125,6 +182,9 @@ def convert_row(row: dict, fmt: str, where: str) -> dict | None:
             return None
         if row["chosen"] == row["rejected"]:
             raise UserError(f"{where}: 'chosen' and 'rejected' are identical; a pair must differ")
+        if fmt == "implicit_preference" and isinstance(row["chosen"], list) and isinstance(row["rejected"], list) \
+                and len(row["chosen"]) > 1:  # a prompt inside both conversations
+            return split_shared_prompt(row["chosen"], row["rejected"], where)
         keep = ("prompt", "chosen", "rejected") if fmt == "preference" else ("chosen", "rejected")
         return {k: row[k] for k in keep}
     raise UserError(f"unknown dataset format '{fmt}'")
@@ -132,38 +192,51 @@ def convert_row(row: dict, fmt: str, where: str) -> dict | None:
 
 def hh_to_preference(row: dict, where: str) -> dict | None:
     """Split two whole transcripts into their shared prompt and the two final answers."""
-    chosen, rejected = split_transcript(row["chosen"], where), split_transcript(row["rejected"], where)
+    return split_shared_prompt(split_transcript(row["chosen"], where), split_transcript(row["rejected"], where),
+                               where, transcripts=True)
+
+
+def split_shared_prompt(chosen: list[dict], rejected: list[dict], where: str, transcripts: bool = False):
+    """Two conversations that share every turn but the last -> the shared turns as the prompt, as TRL's
+    ``extract_prompt`` does, and the two final answers."""
     if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
         raise UserError(f"{where}: each transcript must end with an Assistant turn")
     if chosen[:-1] != rejected[:-1]:
-        raise UserError(f"{where}: 'chosen' and 'rejected' transcripts must share every turn but the last")
-    if not chosen[-1]["content"] or not rejected[-1]["content"]:
+        what = "transcripts" if transcripts else "conversations"
+        raise UserError(f"{where}: 'chosen' and 'rejected' {what} must share every turn but the last")
+    if not chosen[-1]["content"].strip() or not rejected[-1]["content"].strip():
         return None
     if chosen[-1]["content"] == rejected[-1]["content"]:
         raise UserError(f"{where}: 'chosen' and 'rejected' end with the same answer; a pair must differ")
     return {"prompt": chosen[:-1], "chosen": [chosen[-1]], "rejected": [rejected[-1]]}
 
 
-def normalise(ds, kind: str, dataset_name: str, fmt: str = "auto"):
-    """Check and convert every row; returns (dataset, format, number of rows dropped as empty).
+def normalise(ds, kind: str, dataset_name: str, fmt: str = "auto", *, strict: bool = False,
+              max_bad_share: float = 0.1):
+    """Check and convert every row; returns (dataset, format, RowReport: rows skipped as bad or empty).
 
-    ``Dataset.filter`` then ``Dataset.map``: the rows stream through in batches and the result is
-    memory-mapped from the datasets cache (reused when the same data comes again), never a list in RAM.
+    A row that fails its checks is skipped and counted (hfllm.data.rows), unless ``strict``. ``Dataset.map``
+    then ``filter``: the rows stream through in batches and the result is memory-mapped from the datasets
+    cache (reused when the same data comes again), never a list in RAM.
     """
+    from hfllm.data.rows import check_rows
+
     fmt = detect(ds.column_names, kind, dataset_name) if fmt in ("auto", None) else fmt
     allowed = SFT_FORMATS if kind == "sft" else PREFERENCE_FORMATS + ("implicit_preference",)
     if fmt not in allowed:
         raise UserError(f"dataset_format '{fmt}' is not a {kind} format; choose one of {', '.join(allowed)}")
 
-    def usable(row, i):  # raises, naming the row, on a row that fits no format
-        return convert_row(row, fmt, f"{dataset_name}, row {i + 1}") is not None
+    def usable(row, where):  # raises, naming the row, on a row that fits no format
+        return convert_row(row, fmt, where) is not None
 
-    kept = ds.filter(usable, with_indices=True, desc="checking rows")
-    dropped = len(ds) - len(kept)
+    kept, report = check_rows(ds, usable, lambda i: f"{dataset_name}, row {i + 1}", strict=strict,
+                              max_bad_share=max_bad_share)
     if not len(kept):
-        raise UserError(f"dataset '{dataset_name}' has no usable rows ({dropped} had empty answers)")
-    if dropped:
-        print(f"note: dropped {dropped} rows of '{dataset_name}' with an empty answer")
+        raise UserError(f"dataset '{dataset_name}' has no usable rows ({report.empty} had empty answers)")
+    if report.empty:
+        print(f"note: dropped {report.empty} rows of '{dataset_name}' with an empty answer")
+    if report.bad:
+        print(f"{dataset_name}: {report.summary()}")
     extra = [c for c in ("answer",) if c in ds.column_names]  # a checkable answer rides along for evaluation
     shapes: dict[str, tuple[int, str]] = {}
 
@@ -181,7 +254,7 @@ def normalise(ds, kind: str, dataset_name: str, fmt: str = "auto"):
                         "give every row the same fields and shapes") from None
     if "prompt" in converted.column_names and converted.data.column("prompt").null_count == len(converted):
         converted = converted.remove_columns("prompt")
-    return converted, fmt, dropped
+    return converted, fmt, report
 
 
 def _shape(value) -> str:
@@ -208,7 +281,7 @@ def load_train_eval(args, kind: str, seed: int):
 
     The eval set is, in order of preference: ``eval_dataset_name`` or the ``dataset_test_split``
     of the same dataset (``args.eval_source()``), or ``eval_split_size`` rows held out of the
-    training data. Returns (train, eval or None, format, rows dropped as empty).
+    training data. Returns (train, eval or None, format, the training rows' RowReport).
     """
     from hfllm.data.load import first_rows, load_dataset
 
@@ -216,9 +289,9 @@ def load_train_eval(args, kind: str, seed: int):
 
     def load_one(name, split, config, limit=None):
         ds = first_rows(load_dataset(name, config=config, split=split), limit)
-        return normalise(ds, kind, name, fmt)
+        return normalise(ds, kind, name, fmt, strict=args.strict, max_bad_share=args.max_bad_share)
 
-    train, fmt, dropped = load_one(args.dataset_name, args.dataset_train_split, args.dataset_config,
+    train, fmt, report = load_one(args.dataset_name, args.dataset_train_split, args.dataset_config,
                                    args.max_train_samples)
     eval_ds = None
     if (source := args.eval_source()) is not None:
@@ -229,7 +302,7 @@ def load_train_eval(args, kind: str, seed: int):
             raise UserError(f"eval_split_size {args.eval_split_size} leaves no training rows of {len(train)}")
         parts = train.train_test_split(test_size=size, seed=seed)
         train, eval_ds = parts["train"], parts["test"]
-    return train, eval_ds, fmt, dropped
+    return train, eval_ds, fmt, report
 
 
 def split_turns(ds):
@@ -258,3 +331,62 @@ def pair_columns(ds):
     if ds is None:
         return None
     return ds.remove_columns([c for c in ds.column_names if c not in ("prompt", "chosen", "rejected")])
+
+
+def prompts_for_rl(ds, name: str, *, strict: bool = False, max_bad_share: float = 0.1):
+    """The ``prompt`` column RL samples from, out of a dataset without one: preference pairs and HH transcripts
+    (the turns the two share before the last), or conversations (``messages``, ShareGPT ``conversations``:
+    every turn up to the last user turn). Bad rows are skipped and counted as in ``normalise``."""
+    from hfllm.data.rows import check_rows
+
+    cols = set(ds.column_names)
+    if {"chosen", "rejected"} <= cols:
+        pairs, _, _ = normalise(ds, "preference", name, strict=strict, max_bad_share=max_bad_share)
+        if "prompt" not in pairs.column_names:
+            raise UserError(f"dataset '{name}': its 'chosen' and 'rejected' hold no shared prompt to sample from; "
+                            "add a 'prompt' column")
+        return pairs.remove_columns([c for c in pairs.column_names if c not in ("prompt", "answer")])
+    field = next((c for c in ("messages", "conversations") if c in cols), None)
+    if field is None:
+        raise UserError(f"dataset '{name}' has no 'prompt' column (it has {_names(cols)}); RL takes prompts from "
+                        "'prompt', 'messages', 'conversations' or 'chosen'/'rejected' pairs")
+
+    def prompt_of(row, where):
+        messages = _messages(row.get(field), where, field, need_assistant_last=False)
+        last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+        if last_user is None:
+            raise UserError(f"{where}: '{field}' has no user turn to prompt with")
+        return messages[:last_user + 1]
+
+    kept, report = check_rows(ds, lambda row, where: bool(prompt_of(row, where)), lambda i: f"{name}, row {i + 1}",
+                              strict=strict, max_bad_share=max_bad_share)
+    if report.bad:
+        print(f"{name}: {report.summary()}")
+    return kept.map(lambda row: {"prompt": prompt_of(row, name)},
+                    remove_columns=[c for c in kept.column_names if c != "answer"])
+
+
+def keep_tool_calls_if_rendered(ds, tokenizer, name: str):
+    """Conversations with tool calls stay when the chat template renders the calls; otherwise those rows are
+    dropped with one line (trained without its call, an assistant turn would teach an empty answer)."""
+    if ds is None or "messages" not in ds.column_names:
+        return ds
+    with_calls = lambda row: any(m.get("tool_calls") for m in row["messages"])  # noqa: E731
+    calls = ds.filter(with_calls, desc="finding tool calls")
+    if not len(calls):
+        return ds
+    probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "zq_probe_tool", "arguments": "{}"}}]}]
+    try:
+        rendered = "zq_probe_tool" in tokenizer.apply_chat_template(probe, tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that raises on tool calls cannot render them either
+        rendered = False
+    if rendered:
+        print(f"{name}: {len(calls):,} conversations with tool calls, rendered by the chat template")
+        return ds
+    if len(calls) == len(ds):
+        raise UserError(f"{name}: every conversation has tool calls and the model's chat template does not render "
+                        "them; use a model whose template does (e.g. Qwen2.5's)")
+    print(f"{name}: {len(calls):,} of {len(ds):,} conversations skipped: they have tool calls and the model's chat "
+          "template does not render them (use a model whose template does, e.g. Qwen2.5's)")
+    return ds.filter(lambda row: not with_calls(row), desc="skipping tool calls")

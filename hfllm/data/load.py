@@ -43,6 +43,10 @@ class ScriptArguments(trl.ScriptArguments):
     eval_dataset_name: str | None = dataclasses.field(default=None, metadata={"help": "a separate eval dataset"})
     max_train_samples: int | None = dataclasses.field(default=None, metadata={"help": "use at most this many rows"})
     overwrite: bool = dataclasses.field(default=False, metadata={"help": "replace a finished run in output_dir"})
+    strict: bool = dataclasses.field(default=False, metadata={"help": "refuse the data on its first bad row "
+                                                                      "(default: skip bad rows and count them)"})
+    max_bad_share: float = dataclasses.field(default=0.1, metadata={"help": "refuse the data when more than this "
+                                                                            "share of its rows is bad"})
 
     def check_supported(self, prog: str, *, streaming: bool = False, trains_model: bool = True,
                         held_out: bool = True) -> None:

@@ -42,13 +42,13 @@ def inspect_sft(ctx: Context, report: Report) -> None:
     from hfllm.stages.sft import assistant_turns
 
     tokenizer, cfg = ctx.tokenizer, ctx.cfg
-    train, _, fmt, dropped = formats.load_train_eval(_train_only(ctx.args, ctx.limit), "sft", cfg.seed)
-    read = len(train) + dropped
+    train, _, fmt, rows = formats.load_train_eval(_train_only(ctx.args, ctx.limit), "sft", cfg.seed)
+    read = rows.total
     plan = None
     if cfg.chat_template_path:
         tokenizer.chat_template = chat_template_from_path(cfg.chat_template_path)
         cfg.chat_template_path = None
-    if fmt == "messages":
+    if fmt in ("messages", "sharegpt"):
         train, _, fmt, plan = assistant_turns(tokenizer, train, None, cfg, ctx.explicit, main_process=False)
     unlimited = _copy(cfg, max_length=None, packing=False)
     full = sft_prepare(tokenizer, train, unlimited)
@@ -57,7 +57,7 @@ def inspect_sft(ctx: Context, report: Report) -> None:
 
     report.add("data", f"{fmt}; {read} rows read, {len(prepared)} rows to train on"
                        + (f" ({plan.mode}: one row per assistant turn)" if plan and plan.mode == "per_turn" else ""))
-    report.add("dropped", f"{dropped} with an empty answer; {cut_out} with nothing left to train after the cut at "
+    report.add("dropped", f"{rows.empty} with an empty answer;{_skipped(rows)} {cut_out} with nothing left to train after the cut at "
                           f"max_length {cfg.max_length}")
     if plan:
         how = {"markers": "the template marks assistant turns itself",
@@ -92,7 +92,7 @@ def inspect_preference(ctx: Context, report: Report, stage: str) -> None:
     from hfllm.data import formats
 
     tokenizer, cfg = ctx.tokenizer, ctx.cfg
-    train, _, fmt, dropped = formats.load_train_eval(_train_only(ctx.args, ctx.limit), "preference", cfg.seed)
+    train, _, fmt, rows = formats.load_train_eval(_train_only(ctx.args, ctx.limit), "preference", cfg.seed)
     pairs = formats.pair_columns(train)
     trainer_cls = DPOTrainer if stage == "dpo" else RewardTrainer
     shell = trainer_cls.__new__(trainer_cls)  # _prepare_dataset reads only the tokenizer (DPO) or nothing (reward)
@@ -100,9 +100,9 @@ def inspect_preference(ctx: Context, report: Report, stage: str) -> None:
     full = trainer_cls._prepare_dataset(shell, pairs, tokenizer, _copy(cfg, max_length=None), "inspect")
     prepared = trainer_cls._prepare_dataset(shell, pairs, tokenizer, cfg, "inspect")
     end_ids = end_of_turn_ids(tokenizer)
-    report.add("data", f"{fmt}; {len(train) + dropped} pairs read, {len(prepared)} to train on")
+    report.add("data", f"{fmt}; {rows.total} pairs read, {len(prepared)} to train on")
     why = "whose prompt alone fills" if stage == "dpo" else "longer than"
-    report.add("dropped", f"{dropped} with an empty answer; {len(full) - len(prepared)} {why} max_length "
+    report.add("dropped", f"{rows.empty} with an empty answer;{_skipped(rows)} {len(full) - len(prepared)} {why} max_length "
                           f"{cfg.max_length}")
     report.add("checks", template_checks(tokenizer, None) + "; " + pad_line(tokenizer, end_ids))
     if stage == "dpo":
@@ -185,3 +185,8 @@ def _train_only(args, limit: int):
     if hasattr(out, "eval_split_size"):
         out.eval_split_size = 0
     return out
+
+
+def _skipped(rows) -> str:
+    """The stage's own line on bad rows (hfllm.data.rows), when there are any."""
+    return f" {rows.summary(strict_hint=False)};" if rows.skipped else ""

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     args, config, model_args = run.parsed
     run.prepare()
     with config.main_process_first(desc="checking data"):
-        train_ds, eval_ds, fmt, dropped = formats.load_train_eval(args, "preference", config.seed)
+        train_ds, eval_ds, fmt, rows = formats.load_train_eval(args, "preference", config.seed)
     if eval_ds is None:
         config.eval_strategy = "no"
 
@@ -77,7 +77,8 @@ def main(argv: list[str]) -> int:
         lines.append(f"answer accuracy: {before['answer_accuracy']:.1%} -> {after['answer_accuracy']:.1%}")
     run.finish({
         "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
-        "train_pairs": len(train_ds), "dropped_empty_pairs": dropped, "use_peft": model_args.use_peft,
+        "train_pairs": len(train_ds), "dropped_empty_pairs": rows.empty, **rows.metrics(),
+        "use_peft": model_args.use_peft,
         "beta": config.beta, "global_step": result.global_step, "train_loss": result.training_loss,
         "train_seconds": round(result.metrics.get("train_runtime", 0), 1),
         "reward_margin": final.get("eval_rewards/margins"), "reward_accuracy": final.get("eval_rewards/accuracies"),

@@ -24,8 +24,23 @@ from hfllm.data.load import ScriptArguments, check_text_column, first_rows, load
 from hfllm.errors import UserError
 from hfllm.generate import generate
 from hfllm.loading import load_causal_lm
-from hfllm.model import PRESETS, build_config
+from hfllm.model import PRESET_TRAINING, PRESETS, build_config
 from hfllm.stages._frame import Run
+
+
+def _training(values: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+
+
+def apply_preset_training(args, config, explicit: set[str]) -> dict:
+    """The preset's learning rate, warmup, schedule and weight decay, for what the user did not set, when the
+    model is new (continued pretraining keeps the user's or TrainingArguments' values); returns those applied."""
+    if args.model_name_or_path or args.preset not in PRESET_TRAINING:
+        return {}
+    applied = {k: v for k, v in PRESET_TRAINING[args.preset].items() if k not in explicit}
+    for key, value in applied.items():
+        setattr(config, key, value)
+    return applied
 
 
 @dataclass
@@ -35,7 +50,9 @@ class PretrainArguments(ScriptArguments):
     tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "tokenizer folder or Hub id"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue pretraining this model"})
     model_type: str = field(default="llama", metadata={"help": "any transformers model_type: llama, qwen2, gpt2..."})
-    preset: str = field(default="tiny", metadata={"help": f"size preset: {', '.join(PRESETS)}"})
+    preset: str = field(default="tiny", metadata={"help": f"size preset: {', '.join(PRESETS)}; from scratch it also "
+                        "sets learning_rate, warmup_steps and lr_scheduler_type where not given: "
+                        + "; ".join(f"{k} {_training(v)}" for k, v in PRESET_TRAINING.items())})
     num_hidden_layers: int | None = field(default=None, metadata={"help": "override the preset's layers"})
     hidden_size: int | None = field(default=None, metadata={"help": "override the preset's width"})
     num_attention_heads: int | None = field(default=None, metadata={"help": "override the preset's heads"})
@@ -113,6 +130,9 @@ def main(argv: list[str]) -> int:
     tok_source = args.tokenizer_name_or_path or args.model_name_or_path
     if not tok_source:
         raise UserError("pretrain needs a tokenizer: set --tokenizer_name_or_path (e.g. the output of hfllm tokenizer)")
+    applied = apply_preset_training(args, config, run.explicit)
+    if applied and run.is_main_process:
+        print(f"training defaults of preset '{args.preset}' (set any to override): {_training(applied)}")
     run.prepare()
     tokenizer = run.load_tokenizer(tok_source)
 

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     args, config, model_args = run.parsed
     run.prepare()
     with config.main_process_first(desc="checking data"):
-        train_ds, eval_ds, fmt, dropped = formats.load_train_eval(args, "preference", config.seed)
+        train_ds, eval_ds, fmt, rows = formats.load_train_eval(args, "preference", config.seed)
     if eval_ds is None:
         config.eval_strategy = "no"
 
@@ -62,7 +62,8 @@ def main(argv: list[str]) -> int:
     run.finish({
         "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
         "train_pairs": len(train_ds), "eval_pairs": len(eval_ds) if eval_ds is not None else 0,
-        "dropped_empty_pairs": dropped, "use_peft": model_args.use_peft, "global_step": result.global_step,
+        "dropped_empty_pairs": rows.empty, **rows.metrics(), "use_peft": model_args.use_peft,
+        "global_step": result.global_step,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0), 1),
         "eval_accuracy_before": initial.get("eval_accuracy"), "eval_accuracy": final.get("eval_accuracy"),
         "eval_margin_before": initial.get("eval_margin"), "eval_margin": final.get("eval_margin"),

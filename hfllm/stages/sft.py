@@ -55,10 +55,12 @@ def main(argv: list[str]) -> int:
     run.prepare()
 
     with config.main_process_first(desc="checking data"):
-        train_ds, eval_ds, fmt, dropped = formats.load_train_eval(args, "sft", config.seed)
+        train_ds, eval_ds, fmt, rows = formats.load_train_eval(args, "sft", config.seed)
     tokenizer = run.load_tokenizer()
+    train_ds = formats.keep_tool_calls_if_rendered(train_ds, tokenizer, args.dataset_name)
+    eval_ds = formats.keep_tool_calls_if_rendered(eval_ds, tokenizer, "the eval set")
     plan = None
-    if fmt == "messages":  # every assistant turn in the loss, whatever the template
+    if fmt in ("messages", "sharegpt"):  # every assistant turn in the loss, whatever the template
         train_ds, eval_ds, fmt, plan = assistant_turns(tokenizer, train_ds, eval_ds, config, run.explicit,
                                                        run.is_main_process)
     if eval_ds is None:
@@ -91,7 +93,7 @@ def main(argv: list[str]) -> int:
     run.finish({
         "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
         "dataset_format": fmt, "assistant_loss": plan.mode if plan else None, "train_rows": len(train_ds),
-        "dropped_empty_rows": dropped,
+        "dropped_empty_rows": rows.empty, **rows.metrics(),
         "use_peft": model_args.use_peft, "merged": args.merge_lora, "trainable_parameters": trainable,
         "global_step": result.global_step, "train_loss": result.training_loss,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1), "eval_loss": final.get("eval_loss"),
