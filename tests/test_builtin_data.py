@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hfllm.data.builtin import (ARITHMETIC, PARTS, PREFIXES, RUDE, TEMPLATES, _questions, _reply, _say, answer_is_correct, build_part,
+from hfllm.data.builtin import (ARITHMETIC, CLOSING, PARTS, PREFIXES, RUDE, TEMPLATES, _questions, _reply, _say, answer_is_correct, build_part,
                                 builtin_path, split_facts)
 from hfllm.errors import UserError
 
@@ -42,14 +42,14 @@ def test_sizes(parts):
     nbytes = {name: sum(len(json.dumps(r)) + 1 for r in rows) for name, rows in parts.items()}
     assert 2000 <= len(parts["pretrain"]) <= 6000 and 1_000_000 <= nbytes["pretrain"] <= 2_000_000
     for name, low, high in [("sft", 1500, 3000), ("preference", 1500, 3000), ("prompts", 300, 1000),
-                            ("questions", 400, 1200), ("sft_eval", 100, 400), ("preference_eval", 100, 400),
+                            ("questions", 400, 1200), ("tone", 1500, 3000), ("sft_eval", 100, 400), ("tone_eval", 100, 400), ("preference_eval", 100, 400),
                             ("prompts_eval", 50, 300), ("questions_eval", 50, 200)]:
         assert low <= len(parts[name]) <= high, (name, len(parts[name]))
     assert 0.15 <= len(HELD_OUT) / (len(TRAIN) + len(HELD_OUT)) <= 0.25
     assert {f.kind for f in HELD_OUT} == set(TEMPLATES)  # every kind of fact is tested
 
 
-@pytest.mark.parametrize("part", ["sft", "preference", "prompts", "questions"])
+@pytest.mark.parametrize("part", ["sft", "preference", "prompts", "questions", "tone"])
 def test_eval_facts_are_disjoint_from_training_facts(parts, part):
     seen = {}
     for split in (part, f"{part}_eval"):
@@ -134,3 +134,16 @@ def test_unknown_part():
 ])
 def test_answer_is_correct(text, key, expected):
     assert answer_is_correct(text, key) is expected
+
+
+def test_tone_pairs_differ_in_tone_only(parts):
+    rows = parts["tone"] + parts["tone_eval"]
+    for row in rows:
+        chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
+        assert chosen.endswith(CLOSING) and answer_is_correct(chosen, row["answer"])
+        plain = chosen.removesuffix(CLOSING)
+        assert rejected == plain or rejected in RUDE  # the same true answer without the closing, or rudeness
+    sft_replies = [r["messages"][-1]["content"] for r in parts["sft"]]
+    assert not any(CLOSING.strip() in reply for reply in sft_replies)  # SFT never shows the closing
+    plain_share = sum(r["rejected"][0]["content"] not in RUDE for r in rows) / len(rows)
+    assert 0.6 <= plain_share <= 0.8

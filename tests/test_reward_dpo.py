@@ -13,13 +13,26 @@ def metrics(folder):
     return json.loads((Path(folder) / "metrics.json").read_text())
 
 
-def test_reward_model_ranks_held_out_pairs(tiny_reward):
+def test_reward_model_is_a_one_number_head(tiny_reward):
     m = metrics(tiny_reward)
-    # Held-out pairs are about facts the reward model never saw: rude and off-topic answers are easy,
-    # wrong facts are not.
-    assert m["eval_accuracy"] > 0.55, m
+    assert m["eval_pairs"] > 0 and m["eval_accuracy"] is not None, m
     model = AutoModelForSequenceClassification.from_pretrained(tiny_reward)
     assert model.config.num_labels == 1
+
+
+def test_reward_model_learns_a_preference_it_can_judge(tiny_sft, tmp_path):
+    """The tone pairs (the right answer + a friendly closing beats the plain answer or a rude reply), held-out
+    facts. Measured 2026-12-03 on the locked stack, untrained head -> after one epoch: 28.8% -> 100% (seed 0),
+    11.1% -> 100% (seed 1); margin -0.11 -> 8.70 and -0.26 -> 8.58. (On the fact pairs the same model starts
+    at 65% and ends at 75%: telling a wrong fact from a right one is beyond it.)"""
+    out = tmp_path / "reward"
+    assert run_cli("reward", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:tone",
+                   "--eval_dataset_name", "builtin:tone_eval", "--num_train_epochs", "1", "--learning_rate", "5e-4",
+                   "--per_device_train_batch_size", "16", "--max_length", "96", "--save_strategy", "no",
+                   "--seed", "0", "--output_dir", out, *QUIET) == 0
+    m = metrics(out)
+    assert m["eval_accuracy_before"] < 0.6 and m["eval_accuracy"] >= 0.9, m
+    assert m["eval_margin"] >= m["eval_margin_before"] + 2.0, m
 
 
 @pytest.mark.parametrize("lora", [False, True])

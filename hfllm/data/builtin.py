@@ -33,7 +33,7 @@ from hfllm.errors import UserError
 
 VERSION = "builtin-v2"  # bump whenever the generated data changes, so stale caches are not reused
 PARTS = ("pretrain", "sft", "sft_eval", "preference", "preference_eval", "prompts", "prompts_eval", "questions",
-         "questions_eval")
+         "questions_eval", "tone", "tone_eval")
 ARITHMETIC = ("sum", "difference")
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 PRETRAIN_BYTES = 1_500_000  # about 3-4 minutes of a ~5M-parameter model on 2 CPU cores
@@ -138,6 +138,12 @@ SMALL_TALK = [
 RUDE = ["I don't know and I don't care.", "Figure it out yourself.", "Why should I tell you?",
         "That is a boring question.", "Go away, I am busy.", "Ask someone else.", "Look it up yourself."]
 PREFIXES = ["", "", "", "", "Please tell me: ", "Hello! ", "I have a question. ", "Can you help me? "]
+# The tone the "tone" preference pairs teach: the same answer, then a friendly closing. SFT never shows it, so
+# the SFT model starts out preferring the plain answer, and preference tuning has something to change. One
+# closing, at the end: with an opener ("Sure! ...") the answer follows in a context SFT never trained, and a
+# tiny model tuned to open that way lost two thirds of its held-out answers; with four openers to choose from,
+# no single one ever became likelier than the plain answer.
+CLOSING = " Happy to help!"
 
 
 # ------------------------------------------------------------------ facts and phrasing
@@ -362,6 +368,18 @@ def _preference(rng: random.Random, held_out: bool) -> list[dict]:
              "rejected": [{"role": "assistant", "content": bad}], "answer": key} for q, good, bad, key in triples]
 
 
+def _tone(rng: random.Random, held_out: bool) -> list[dict]:
+    """Pairs that differ in tone, not in facts: the right answer + the friendly closing beats the plain answer
+    (70%) or a rude reply (30%). Any model can judge this, and every answer in them is true."""
+    rows = []
+    for f, q in _asks(held_out, rng):
+        good = _reply(f) + CLOSING
+        bad = _reply(f) if rng.random() < 0.7 else rng.choice(RUDE)
+        rows.append({"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
+                     "rejected": [{"role": "assistant", "content": bad}], "answer": f.answer})
+    return rows
+
+
 def _prompts(rng: random.Random, held_out: bool) -> list[dict]:
     """Arithmetic questions: a rule can check them exactly (GRPO, RLOO), a small reward model cannot."""
     return [{"prompt": [{"role": "user", "content": q}], "answer": f.answer}
@@ -381,7 +399,8 @@ def build_part(name: str, seed: int = 0) -> list[dict]:
     rng = random.Random(f"{name}:{seed}")
     base, held_out = name.removesuffix("_eval"), name.endswith("_eval")
     rows = _pretrain(rng) if name == "pretrain" else {"sft": _sft, "preference": _preference,
-                                                      "prompts": _prompts, "questions": _questions_part}[base](rng, held_out)
+                                                      "prompts": _prompts, "questions": _questions_part,
+                                                      "tone": _tone}[base](rng, held_out)
     rng.shuffle(rows)
     return rows
 
