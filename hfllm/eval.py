@@ -241,6 +241,20 @@ def format_table(blocks: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def headline(block: dict) -> str:
+    """One line for a run summary: each task's first metric."""
+    return ", ".join(f"{task} {names[0]} {row[names[0]]:.4g}" for task, row in block.items()
+                     if (names := metric_names(row)))
+
+
+def task_names(items: list[str]) -> list[str]:
+    """The names the results of --tasks / --dataset_name items are recorded under."""
+    from hfllm.loading import is_local
+
+    return [name for item in items for name in (BUILTIN_TASKS if item == GROUP else
+            [_task_name(item, set())] if item.startswith("builtin:") or is_local(item) else [item])]
+
+
 def display_name(source: str) -> str:
     path = Path(source).expanduser()
     return "/".join(path.resolve().parts[-2:]) if path.exists() else source

@@ -136,3 +136,44 @@ def test_a_hub_task_that_cannot_download_is_skipped_in_one_line(tiny_pretrained,
     out = capsys.readouterr().out
     assert "skipped 'hellaswag': its data could not be loaded" in out
     assert "| hfllm_facts | acc |" in out and "hellaswag |" not in out
+
+
+def test_pipeline_evaluates_after_stages_and_the_card_shows_it(tiny_pretrained, tmp_path, capsys):
+    """evaluate_after (for the whole file, or one stage's own) runs hfllm eval on each finished model stage once;
+    the run ends with the stages side by side, and a pushed card carries the numbers as model-index results."""
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"""
+run_dir: {tmp_path / 'run'}
+evaluate_after: [hfllm_facts]
+stages:
+  - name: sft
+    args: {{model_name_or_path: {tiny_pretrained}, max_steps: 2, max_train_samples: 32, answer_eval_samples: 4,
+            eval_dataset_name: builtin:sft_eval, disable_tqdm: true}}
+  - name: kto
+    args: {{model_name_or_path: "{{sft}}", max_steps: 1, max_train_samples: 16, eval_samples: 4, max_length: 64,
+            per_device_train_batch_size: 4, disable_tqdm: true}}
+    evaluate_after: [hfllm_facts, hfllm_preference]
+""")
+    assert run_cli("run", pipeline) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    assert set(metrics(run / "sft")["eval"]) == {"hfllm_facts"}
+    assert set(metrics(run / "kto")["eval"]) == {"hfllm_facts", "hfllm_preference"}
+    closing = out.split("== evaluation (lm-evaluation-harness", 1)[1]
+    assert "| task | metric | sft | kto |" in closing and "| hfllm_preference | acc | - |" in closing
+    assert "eval: hfllm_facts acc" in out  # the per-stage summary line
+    assert (run / "eval").is_dir()
+
+    first = (run / "kto" / "metrics.json").stat().st_mtime_ns
+    assert run_cli("run", pipeline) == 0  # finished and evaluated: nothing runs again
+    assert "hfllm eval" not in capsys.readouterr().out
+    assert (run / "kto" / "metrics.json").stat().st_mtime_ns == first
+
+    from huggingface_hub import ModelCard
+
+    assert run_cli("push", run / "kto", "--repo_id", "me/tiny-kto", "--dry_run", "--output_dir", tmp_path / "card") == 0
+    card = ModelCard.load(tmp_path / "card" / "README.md")
+    results = card.data.to_dict()["model-index"][0]["results"]
+    found = {(r["dataset"]["name"], m["type"]) for r in results for m in r["metrics"]}
+    assert {("hfllm_facts", "acc"), ("hfllm_preference", "acc"), ("hfllm_preference", "acc_norm")} <= found
+    assert "| hfllm_preference acc |" in card.text
