@@ -15,11 +15,14 @@ LATEST := .venv-latest
 
 install: $(STAMP)
 
+# Last, llama.cpp (hfllm export's converter, --check's runtime) from the pinned llama-cpp-python source
+# package: fetched and built once (~5 min on 2 cores), then cached in ~/.cache/hfllm/llama.cpp.
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(PIP)"
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[dev]"
+	$(BIN)/python -m hfllm.export.llamacpp install
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,6 +38,7 @@ $(LATEST)/.installed: pyproject.toml
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/bin/python -m pip install -q "$(TORCH)"
 	$(LATEST)/bin/python -m pip install -q --upgrade -e ".[dev]"
+	$(LATEST)/bin/python -m hfllm.export.llamacpp install
 	touch $@
 
 test-latest:

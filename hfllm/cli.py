@@ -27,6 +27,8 @@ COMMANDS = {
     "run": ("hfllm.pipeline", "run a pipeline of stages from one YAML file"),
     "chat": ("hfllm.app.launch", "open the Gradio playground on trained models"),
     "push": ("hfllm.hub.push", "push a stage folder to the Hugging Face Hub"),
+    "export": ("hfllm.export", "export a model as a serving-ready HF folder, GGUF or Ollama model, with --check"),
+    "serve": ("hfllm.serve", "serve models over an OpenAI-compatible HTTP API"),
     "data": ("hfllm.data.clean", STAGES["clean"].help),
 }
 
