@@ -185,10 +185,43 @@ CASES = {
     "chat_auth": Case("chat", "--auth without a password", ["chat", "model", "--auth", "admin"],
                       "--auth takes user:password (both non-empty)"),
     "run_key": Case("run", "unknown key in the pipeline file", ["run", "pipeline_typo.yaml"],
-                    "pipeline_typo.yaml: unknown key 'stage' (a pipeline has run_dir, stages, compare)"),
+                    "pipeline_typo.yaml: unknown key 'stage' (a pipeline has run_dir, stages, compare, "
+                    "evaluate_after)"),
     "run_command": Case("run", "unknown stage command in the pipeline file", ["run", "pipeline_command.yaml"],
                         "pipeline_command.yaml: stage 'tok' has unknown command 'tokenise'; choose one of clean, "
-                        "tokenizer, pretrain, sft, reward, dpo, ppo, grpo, rloo"),
+                        "tokenizer, pretrain, sft, reward, dpo, kto, orpo, simpo, ppo, grpo, rloo"),
+    "run_evaluate_after": Case("run", "evaluate_after on a stage that makes no causal LM",
+                               ["run", "pipeline_eval.yaml"],
+                               "pipeline_eval.yaml: stage 'tok': evaluate_after is a list of tasks, for stages that "
+                               "make a causal LM"),
+    # --- evaluation and the preference methods ------------------------------------------------------
+    "eval_task_typo": Case("eval", "misspelt built-in task", ["eval", "--model_name_or_path", "model",
+                                                               "--tasks", "hfllm_fact"],
+                           "unknown task 'hfllm_fact'; did you mean 'hfllm_facts'?"),
+    "eval_no_task": Case("eval", "no task and no dataset", ["eval", "--model_name_or_path", "model"],
+                         "nothing to evaluate on: set --tasks (e.g. hfllm, or a harness task) or --dataset_name"),
+    "eval_columns": Case("eval", "a dataset that makes no task", ["eval", "--model_name_or_path", "model",
+                                                                  "--dataset_name", "data/no_text.csv"],
+                         "an eval dataset needs 'prompt' (or 'messages') + 'answer' columns (questions), "
+                         "'prompt' + 'chosen' + 'rejected' (pairs) or 'text' (perplexity); it has question, reply"),
+    "kto_label": Case("kto", "a label that is not true/false", ["kto", "--model_name_or_path", "model",
+                                                                 "--dataset_name", "data/bad_label.jsonl",
+                                                                 "--output_dir", "out/kto"],
+                      "data/bad_label.jsonl, row 1: 'label' must be true (a good answer) or false (a bad one), "
+                      "not 'yes'"),
+    "kto_one_kind": Case("kto", "only thumbs up", ["kto", "--model_name_or_path", "model", "--dataset_name",
+                                                    "data/all_good.jsonl", "--output_dir", "out/kto"],
+                         "dataset 'data/all_good.jsonl' has only desirable rows; KTO needs some of each "
+                         "(label true and false)"),
+    "orpo_text": Case("orpo", "plain text where preference pairs are needed",
+                      ["orpo", "--model_name_or_path", "model", "--dataset_name", "corpus.txt", "--output_dir",
+                       "out/orpo"],
+                      "dataset 'corpus.txt' is not a preference dataset: it needs 'chosen' and 'rejected' columns "
+                      "(and usually 'prompt'); it has text"),
+    "simpo_loss": Case("simpo", "a loss that is not SimPO's", ["simpo", "--model_name_or_path", "model",
+                                                                "--dataset_name", "data/same_pair.jsonl",
+                                                                "--loss_type", "sigmoid", "--output_dir", "out/simpo"],
+                       "hfllm simpo trains with loss_type simpo (or alphapo), not 'sigmoid'"),
 }
 
 
@@ -253,6 +286,10 @@ def work(tmp_path_factory) -> Path:
     (root / "wrong_type.yaml").write_text("dataset_name: corpus.txt\nvocab_size: many\n")
     (root / "pipeline_typo.yaml").write_text("run_dir: runs/p\nstage:\n  - name: tokenizer\n")
     (root / "pipeline_command.yaml").write_text("run_dir: runs/p\nstages:\n  - name: tok\n    command: tokenise\n")
+    (root / "pipeline_eval.yaml").write_text("run_dir: runs/p\nstages:\n  - name: tok\n    command: tokenizer\n"
+                                             "    evaluate_after: [hfllm_facts]\n")
+    _jsonl(data / "bad_label.jsonl", [{"prompt": "Hi", "completion": "Hello", "label": "yes"}])
+    _jsonl(data / "all_good.jsonl", [{"prompt": "Hi", "completion": "Hello", "label": True}] * 4)
     return root
 
 
