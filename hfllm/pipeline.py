@@ -35,6 +35,8 @@ from pathlib import Path
 from hfllm import run_folder
 from hfllm.config import load_yaml, parse_args
 from hfllm.errors import UserError
+from hfllm.eval import GROUP, unknown_task
+from hfllm.eval_tasks import BUILTIN_TASKS
 from hfllm.loading import is_local
 from hfllm.stages import STAGES
 
@@ -109,6 +111,12 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
         if tasks and (STAGES[command].output != "model" or not isinstance(tasks, list)):
             raise UserError(f"{path}: stage '{item['name']}': evaluate_after is a list of tasks, for stages that "
                             "make a causal LM")
+        for task in tasks or []:  # a typo in hfllm's own task names fails now, not after the stage has trained
+            if str(task).startswith(GROUP + "_") and task not in BUILTIN_TASKS:
+                try:
+                    unknown_task(task, BUILTIN_TASKS)
+                except UserError as exc:
+                    raise UserError(f"{path}: stage '{item['name']}': evaluate_after: {exc}") from None
         stages.append(Stage(item["name"], command, config, args, tasks or []))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):

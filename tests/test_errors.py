@@ -194,6 +194,9 @@ CASES = {
                                ["run", "pipeline_eval.yaml"],
                                "pipeline_eval.yaml: stage 'tok': evaluate_after is a list of tasks, for stages that "
                                "make a causal LM"),
+    "run_eval_typo": Case("run", "misspelt task in evaluate_after", ["run", "pipeline_eval_typo.yaml"],
+                          "pipeline_eval_typo.yaml: stage 'sft': evaluate_after: unknown task 'hfllm_fact'; "
+                          "did you mean 'hfllm_facts'?"),
     # --- evaluation and the preference methods ------------------------------------------------------
     "eval_task_typo": Case("eval", "misspelt built-in task", ["eval", "--model_name_or_path", "model",
                                                                "--tasks", "hfllm_fact"],
@@ -288,6 +291,8 @@ def work(tmp_path_factory) -> Path:
     (root / "pipeline_command.yaml").write_text("run_dir: runs/p\nstages:\n  - name: tok\n    command: tokenise\n")
     (root / "pipeline_eval.yaml").write_text("run_dir: runs/p\nstages:\n  - name: tok\n    command: tokenizer\n"
                                              "    evaluate_after: [hfllm_facts]\n")
+    (root / "pipeline_eval_typo.yaml").write_text("run_dir: runs/p\nevaluate_after: [hfllm_fact]\nstages:\n"
+                                                  "  - name: sft\n")
     _jsonl(data / "bad_label.jsonl", [{"prompt": "Hi", "completion": "Hello", "label": "yes"}])
     _jsonl(data / "all_good.jsonl", [{"prompt": "Hi", "completion": "Hello", "label": True}] * 4)
     return root
