@@ -72,15 +72,7 @@ def load_train_eval(args, seed: int):
 
     train, dropped, fmt = load_one(args.dataset_name, args.dataset_train_split, args.dataset_config,
                                    args.max_train_samples)
-    eval_ds = None
-    if (source := args.eval_source()) is not None:
-        eval_ds = load_one(*source)[0]
-    elif args.eval_split_size:
-        size = args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size)
-        if size >= len(train):
-            raise UserError(f"eval_split_size {args.eval_split_size} leaves no training rows of {len(train)}")
-        parts = train.train_test_split(test_size=size, seed=seed)
-        train, eval_ds = parts["train"], parts["test"]
+    train, eval_ds = formats.split_eval(args, train, lambda *source: load_one(*source)[0], seed)
     held_out_pairs = eval_ds if eval_ds is not None and "chosen" in eval_ds.column_names else None
     rows = [ds if ds is None or "label" in ds.column_names else unpair(ds, seed) for ds in (train, eval_ds)]
     return rows[0], rows[1], held_out_pairs, fmt, dropped

@@ -7,7 +7,7 @@ SimPO's implicit reward is the answer's mean log-probability per token times ``b
 asks the chosen answer's reward to beat the rejected one's by a margin ``simpo_gamma``. TRL has it
 as a loss of CPO; ``cpo_alpha`` (CPO's weight on the chosen answer's language-model loss) is 0 here,
 which is SimPO as published (set it above 0 to keep some SFT loss). Everything else is ORPO's stage
-(``hfllm.stages.orpo.train``): the same data, LoRA, and before/after report on held-out pairs.
+(``hfllm.stages._preference.train``): the same data, LoRA, and before/after report on held-out pairs.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 from trl import ModelConfig
 
 from hfllm.errors import UserError
+from hfllm.stages._preference import train  # silences trl.experimental's notice: import it first
 from hfllm.stages.dpo import DPOScriptArguments
-from hfllm.stages.orpo import train
-from trl.experimental.cpo import CPOConfig, CPOTrainer  # after hfllm.stages.orpo: it silences the notice
+from trl.experimental.cpo import CPOConfig, CPOTrainer
 
 ARGUMENTS = (DPOScriptArguments, CPOConfig, ModelConfig)  # what its flags and config files fill
 
