@@ -11,9 +11,9 @@ PAIR_FLAGS = ["--dataset_name", "builtin:preference", "--eval_dataset_name", "bu
 
 
 # From the pretrained model, which prefers the chosen answer of 75% of the held-out pairs (room to learn:
-# the SFT model starts at 92%). Measured on seeds 0 and 1 (60 steps): KTO margin +14.4 / +14.4, accuracy
-# +1.5 / +2.5 points; KTO with LoRA margin +12.7 / +12.0, accuracy +3.0 / +3.5; ORPO margin +2.4 / +2.6,
-# accuracy +5.5 / +6.0; SimPO margin +8.1 / +7.8, accuracy +5.0 / +5.5.
+# the SFT model starts at 92%). Measured on seeds 0 and 1 (60 steps, 2026-12-03): KTO margin +14.4 / +14.4,
+# accuracy +1.5 / +2.5 points; KTO with LoRA margin +12.7 / +12.8, accuracy +3.0 / +3.0; ORPO margin
+# +2.4 / +2.8, accuracy +5.5 / +7.5; SimPO margin +8.1 / +7.8, accuracy +5.0 / +5.5.
 LEARNING = {
     "kto": (["--learning_rate", "1e-4"], 8.0, 0.005),
     "kto_lora": (["--use_peft", "--lora_r", "16", "--learning_rate", "5e-4"], 6.0, 0.01),
