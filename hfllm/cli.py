@@ -23,6 +23,7 @@ COMMANDS = {
     **{s.name: (s.module, s.help) for s in STAGES.values() if not s.argv},
     "merge": ("hfllm.stages.merge", "merge a LoRA adapter into its base model"),
     "generate": ("hfllm.generate", "sample text from a model"),
+    "eval": ("hfllm.eval", "evaluate models side by side on lm-evaluation-harness tasks"),
     "run": ("hfllm.pipeline", "run a pipeline of stages from one YAML file"),
     "chat": ("hfllm.app.launch", "open the Gradio playground on trained models"),
     "push": ("hfllm.hub.push", "push a stage folder to the Hugging Face Hub"),

@@ -15,6 +15,10 @@ In a stage's ``args``, ``{name}`` stands for the output folder of the stage call
         config: configs/tiny/pretrain.yaml
         args: {tokenizer_name_or_path: "{tokenizer}"}
 
+A stage (or the whole file) may name ``evaluate_after: [hfllm_facts, hfllm_preference, ...]``: those
+tasks run through ``hfllm eval`` on the stage's model once it is finished (their results go into its
+metrics.json, and the run ends with them side by side for every stage).
+
 A stage whose folder is complete (it has metrics.json) is skipped, so re-running
 a pipeline continues where it stopped; a failing stage stops the run with its
 error and leaves the finished stages as they are.
@@ -31,6 +35,9 @@ from pathlib import Path
 from hfllm import run_folder
 from hfllm.config import load_yaml, parse_args
 from hfllm.errors import UserError
+from hfllm.eval import GROUP, unknown_task
+from hfllm.eval_tasks import BUILTIN_TASKS
+from hfllm.loading import is_local
 from hfllm.stages import STAGES
 
 
@@ -47,6 +54,7 @@ class Stage:
     command: str
     config: str | None
     args: dict
+    evaluate_after: list[str] = field(default_factory=list)  # hfllm eval tasks (or data) run on its model
 
     def argv(self, outputs: dict[str, str]) -> list[str]:
         argv = ["--config", self.config] if self.config else []
@@ -72,9 +80,10 @@ def _substitute(text: str, outputs: dict[str, str], stage: str) -> str:
 
 def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
     spec = load_yaml(path)
-    unknown = set(spec) - {"run_dir", "stages", "compare"}
+    unknown = set(spec) - {"run_dir", "stages", "compare", "evaluate_after"}
     if unknown:
-        raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (a pipeline has run_dir, stages, compare)")
+        raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (a pipeline has run_dir, stages, compare, "
+                        "evaluate_after)")
     if not isinstance(spec.get("stages"), list) or not spec["stages"]:
         raise UserError(f"{path}: 'stages' must be a non-empty list of stages")
     stages, base = [], Path(path).parent
@@ -85,10 +94,10 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
             # The name is a folder under run_dir: '../x' would write outside it, '' into run_dir itself.
             raise UserError(f"{path}: stage {i} has name {item['name']!r}; a stage name is a folder name under "
                             "run_dir: letters, digits, '-' and '_'")
-        extra = set(item) - {"name", "command", "config", "args"}
+        extra = set(item) - {"name", "command", "config", "args", "evaluate_after"}
         if extra:
             raise UserError(f"{path}: stage '{item['name']}' has unknown key '{sorted(extra)[0]}' "
-                            "(use name, command, config, args)")
+                            "(use name, command, config, args, evaluate_after)")
         command = item.get("command", item["name"])
         if not isinstance(command, str) or command not in STAGES:
             raise UserError(f"{path}: stage '{item['name']}' has unknown command '{command}'; "
@@ -103,7 +112,18 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
         args = item.get("args") or {}
         if not isinstance(args, dict):
             raise UserError(f"{path}: stage '{item['name']}': args must be a mapping of option: value")
-        stages.append(Stage(item["name"], command, config, args))
+        # Tasks for `hfllm eval` after the stage: its own list, else the pipeline's for every model stage.
+        tasks = item.get("evaluate_after", spec.get("evaluate_after") if STAGES[command].output == "model" else None)
+        if tasks and (STAGES[command].output != "model" or not isinstance(tasks, list)):
+            raise UserError(f"{path}: stage '{item['name']}': evaluate_after is a list of tasks, for stages that "
+                            "make a causal LM")
+        for task in tasks or []:  # a typo in hfllm's own task names fails now, not after the stage has trained
+            if str(task).startswith(GROUP + "_") and task not in BUILTIN_TASKS:
+                try:
+                    unknown_task(task, BUILTIN_TASKS)
+                except UserError as exc:
+                    raise UserError(f"{path}: stage '{item['name']}': evaluate_after: {exc}") from None
+        stages.append(Stage(item["name"], command, config, args, tasks or []))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: stage names must be unique, got {names}")
@@ -149,6 +169,7 @@ def main(argv: list[str]) -> int:
         if run_folder.is_complete(out) and stage.name not in args.rerun \
                 and run_folder.recorded_stage(Path(out)) in (stage.command, None):
             say(f"== {stage.name}: already complete in {out}, skipped")
+            evaluate_after(stage, out, run_dir)
             continue
         say(f"\n== {stage.name}: hfllm {stage.command} {' '.join(stage_argv)}", flush=True)
         start = time.perf_counter()
@@ -158,12 +179,14 @@ def main(argv: list[str]) -> int:
         except UserError as exc:
             raise UserError(f"stage '{stage.name}' failed: {exc}") from None
         _wait_for_everyone()
+        evaluate_after(stage, out, run_dir)
         timings[stage.name] = time.perf_counter() - start
     if not run_folder.is_main_process():
         return 0
     print_summary(run_dir, stages, timings)
     if compare:
         compare_answers(run_dir, stages, compare)
+    compare_evaluations(run_dir, stages)
     print(f"\nchat with these models: hfllm chat {run_dir}")
     return 0
 
@@ -175,6 +198,31 @@ def _wait_for_everyone() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def evaluate_after(stage: Stage, folder: str, run_dir: str) -> None:
+    """`hfllm eval` on the stage's model for its evaluate_after tasks not yet in its metrics.json (main process)."""
+    if not stage.evaluate_after or not run_folder.is_main_process():
+        return
+    from hfllm.eval import EvalArguments, evaluate, task_names
+
+    done = run_folder.read_metrics(folder).get("eval") or {}
+    todo = [t for t in stage.evaluate_after if not set(task_names([t])) <= set(done)]
+    if todo:
+        print(f"\n== {stage.name}: hfllm eval {' '.join(todo)}", flush=True)
+        data = [t for t in todo if t.startswith("builtin:") or is_local(t)]
+        evaluate(EvalArguments(model_name_or_path=[folder], tasks=[t for t in todo if t not in data], dataset_name=data,
+                               output_dir=str(Path(run_dir) / "eval")))
+
+
+def compare_evaluations(run_dir: str, stages: list[Stage]) -> None:
+    """The evaluate_after results of every model stage in one table, side by side."""
+    from hfllm.eval import format_table
+
+    blocks = {s.name: run_folder.read_metrics(Path(run_dir) / s.name).get("eval") for s in stages}
+    blocks = {name: block for name, block in blocks.items() if block}
+    if blocks:
+        print(f"\n== evaluation (lm-evaluation-harness; {run_dir}/eval holds the details)\n{format_table(blocks)}")
 
 
 def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> None:
@@ -206,6 +254,10 @@ def print_summary(run_dir: str, stages: list[Stage], timings: dict[str, float]) 
         print(f"  {stage.name:<10} {took:>8}  {headline}")
         if m.get("sample"):
             print(f"  {'':<10} sample: {m['sample']!r}")
+        if m.get("eval"):
+            from hfllm.eval import headline
+
+            print(f"  {'':<10} eval: {headline(m['eval'])}")
 
 
 STAGE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what a {reference} can name

@@ -228,10 +228,11 @@ CASES = {
     "inspect_model": Case("inspect", "no model named", ["inspect", "--dataset_name", "chats.jsonl"],
                           "inspect needs the model whose tokenizer and template to use: set --model_name_or_path"),
     "run_key": Case("run", "unknown key in the pipeline file", ["run", "pipeline_typo.yaml"],
-                    "pipeline_typo.yaml: unknown key 'stage' (a pipeline has run_dir, stages, compare)"),
+                    "pipeline_typo.yaml: unknown key 'stage' (a pipeline has run_dir, stages, compare, "
+                    "evaluate_after)"),
     "run_command": Case("run", "unknown stage command in the pipeline file", ["run", "pipeline_command.yaml"],
                         "pipeline_command.yaml: stage 'tok' has unknown command 'tokenise'; choose one of clean, "
-                        "tokenizer, pretrain, sft, reward, dpo, ppo, grpo, rloo"),
+                        "tokenizer, pretrain, sft, reward, dpo, kto, orpo, simpo, ppo, grpo, rloo"),
     # --- issue 19: values and folders checked by meaning, before anything loads --------------------------
     "dup_key": Case("tokenizer", "a key given twice in the config file",
         ["tokenizer", "--config", "twice.yaml"],
@@ -299,6 +300,41 @@ CASES = {
         ["run", "pipeline_escape.yaml"],
         "pipeline_escape.yaml: stage 1 has name '../../x'; a stage name is a folder name under run_dir: "
         "letters, digits, '-' and '_'"),
+    "run_evaluate_after": Case("run", "evaluate_after on a stage that makes no causal LM",
+                               ["run", "pipeline_eval.yaml"],
+                               "pipeline_eval.yaml: stage 'tok': evaluate_after is a list of tasks, for stages that "
+                               "make a causal LM"),
+    "run_eval_typo": Case("run", "misspelt task in evaluate_after", ["run", "pipeline_eval_typo.yaml"],
+                          "pipeline_eval_typo.yaml: stage 'sft': evaluate_after: unknown task 'hfllm_fact'; "
+                          "did you mean 'hfllm_facts'?"),
+    # --- evaluation and the preference methods ------------------------------------------------------
+    "eval_task_typo": Case("eval", "misspelt built-in task", ["eval", "--model_name_or_path", "model",
+                                                               "--tasks", "hfllm_fact"],
+                           "unknown task 'hfllm_fact'; did you mean 'hfllm_facts'?"),
+    "eval_no_task": Case("eval", "no task and no dataset", ["eval", "--model_name_or_path", "model"],
+                         "nothing to evaluate on: set --tasks (e.g. hfllm, or a harness task) or --dataset_name"),
+    "eval_columns": Case("eval", "a dataset that makes no task", ["eval", "--model_name_or_path", "model",
+                                                                  "--dataset_name", "data/no_text.csv"],
+                         "an eval dataset needs 'prompt' (or 'messages') + 'answer' columns (questions), "
+                         "'prompt' + 'chosen' + 'rejected' (pairs) or 'text' (perplexity); it has question, reply"),
+    "kto_label": Case("kto", "a label that is not true/false", ["kto", "--model_name_or_path", "model",
+                                                                 "--dataset_name", "data/bad_label.jsonl",
+                                                                 "--output_dir", "out/kto"],
+                      "data/bad_label.jsonl, row 1: 'label' must be true (a good answer) or false (a bad one), "
+                      "not 'yes'"),
+    "kto_one_kind": Case("kto", "only thumbs up", ["kto", "--model_name_or_path", "model", "--dataset_name",
+                                                    "data/all_good.jsonl", "--output_dir", "out/kto"],
+                         "dataset 'data/all_good.jsonl' has only desirable rows; KTO needs some of each "
+                         "(label true and false)"),
+    "orpo_text": Case("orpo", "plain text where preference pairs are needed",
+                      ["orpo", "--model_name_or_path", "model", "--dataset_name", "corpus.txt", "--output_dir",
+                       "out/orpo"],
+                      "dataset 'corpus.txt' is not a preference dataset: it needs 'chosen' and 'rejected' columns "
+                      "(and usually 'prompt'); it has text"),
+    "simpo_loss": Case("simpo", "a loss that is not SimPO's", ["simpo", "--model_name_or_path", "model",
+                                                                "--dataset_name", "data/same_pair.jsonl",
+                                                                "--loss_type", "sigmoid", "--output_dir", "out/simpo"],
+                       "hfllm simpo trains with loss_type simpo (or alphapo), not 'sigmoid'"),
 }
 
 
@@ -393,6 +429,12 @@ def work(tmp_path_factory) -> Path:
     (root / "no-type" / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model_type"}))
     weights = root / "cut" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:2000])  # what an interrupted copy leaves
+    (root / "pipeline_eval.yaml").write_text("run_dir: runs/p\nstages:\n  - name: tok\n    command: tokenizer\n"
+                                             "    evaluate_after: [hfllm_facts]\n")
+    (root / "pipeline_eval_typo.yaml").write_text("run_dir: runs/p\nevaluate_after: [hfllm_fact]\nstages:\n"
+                                                  "  - name: sft\n")
+    _jsonl(data / "bad_label.jsonl", [{"prompt": "Hi", "completion": "Hello", "label": "yes"}])
+    _jsonl(data / "all_good.jsonl", [{"prompt": "Hi", "completion": "Hello", "label": True}] * 4)
     return root
 
 

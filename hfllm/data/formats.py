@@ -293,15 +293,7 @@ def load_train_eval(args, kind: str, seed: int):
 
     train, fmt, report = load_one(args.dataset_name, args.dataset_train_split, args.dataset_config,
                                    args.max_train_samples)
-    eval_ds = None
-    if (source := args.eval_source()) is not None:
-        eval_ds = load_one(*source)[0]
-    elif args.eval_split_size:
-        size = args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size)
-        if size >= len(train):
-            raise UserError(f"eval_split_size {args.eval_split_size} leaves no training rows of {len(train)}")
-        parts = train.train_test_split(test_size=size, seed=seed)
-        train, eval_ds = parts["train"], parts["test"]
+    train, eval_ds = split_eval(args, train, lambda *source: load_one(*source)[0], seed)
     return train, eval_ds, fmt, report
 
 
@@ -324,6 +316,20 @@ def split_turns(ds):
         return out
 
     return ds.map(split, batched=True, remove_columns=ds.column_names, desc="one row per assistant turn")
+
+
+def split_eval(args, train, load_eval, seed: int):
+    """(train, eval or None): ``load_eval(*args.eval_source())`` when there is one, else ``eval_split_size``
+    rows held out of train (a share below 1, a count from 1)."""
+    if (source := args.eval_source()) is not None:
+        return train, load_eval(*source)
+    if not args.eval_split_size:
+        return train, None
+    size = args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size)
+    if size >= len(train):
+        raise UserError(f"eval_split_size {args.eval_split_size} leaves no training rows of {len(train)}")
+    parts = train.train_test_split(test_size=size, seed=seed)
+    return parts["train"], parts["test"]
 
 
 def pair_columns(ds):

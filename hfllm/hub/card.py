@@ -146,10 +146,33 @@ def hyperparameters(args: dict, metrics: dict) -> dict:
 
 
 def result_table(metrics: dict) -> dict:
-    """metrics.json's short scalar entries (paths, samples and long values are left out)."""
+    """metrics.json's short scalar entries (paths, samples and long values are left out), then the results of
+    `hfllm eval` (its ``eval`` block) as "task metric: value ± stderr"."""
+    from hfllm.eval import metric_names
+
     skip = {"stage", "finished_at", "sample", "dataset_name", "dataset_format"}
-    return {k: v for k, v in metrics.items() if k not in skip and not k.endswith("_name_or_path")
-            and isinstance(v, (int, float, bool, str)) and len(str(v)) <= 80 and not str(v).startswith(("/", "~"))}
+    table = {k: v for k, v in metrics.items() if k not in skip and not k.endswith("_name_or_path")
+             and isinstance(v, (int, float, bool, str)) and len(str(v)) <= 80 and not str(v).startswith(("/", "~"))}
+    for task, row in (metrics.get("eval") or {}).items():
+        for metric in metric_names(row):
+            err = row.get(f"{metric}_stderr")
+            table[f"{task} {metric}"] = f"{row[metric]:.4g}" + (f" ± {err:.2g}" if err is not None else "")
+    return table
+
+
+HARNESS_URL = "https://github.com/EleutherAI/lm-evaluation-harness"  # the Hub wants a link with a source name
+
+
+def eval_results(metrics: dict) -> list:
+    """The ``eval`` block as the Hub's model-index results (lm-evaluation-harness's numbers)."""
+    from huggingface_hub import EvalResult
+
+    from hfllm.eval import metric_names
+
+    return [EvalResult(task_type=row.get("task_type", "text-generation"), dataset_type=short(row.get("dataset", task)),
+                       dataset_name=task, metric_type=metric, metric_value=row[metric],
+                       source_name="lm-evaluation-harness", source_url=HARNESS_URL)
+            for task, row in (metrics.get("eval") or {}).items() for metric in metric_names(row)]
 
 
 def _table(rows: dict, head=("name", "value")) -> str:
@@ -241,9 +264,11 @@ def build_card(info: CardInfo, repo_id: str, *, license: str = "apache-2.0", rev
     lora = info.kind in ("adapter", "merged") or bool(info.args.get("use_peft"))
     tags = ["hfllm", info.stage] + ["lora"] * lora + ["merged"] * (info.kind == "merged")
     tags += ["reward-model"] * (info.stage == "reward") + ([info.task] if info.kind != "tokenizer" else [])
+    evals = eval_results(info.metrics)
     data = ModelCardData(license=license, base_model=info.base, datasets=hub_datasets or None,
                          tags=list(dict.fromkeys(tags)), pipeline_tag=None if info.kind == "tokenizer" else info.task,
-                         library_name="peft" if info.kind == "adapter" else "transformers")
+                         library_name="peft" if info.kind == "adapter" else "transformers",
+                         model_name=repo_id.split("/")[-1] if evals else None, eval_results=evals or None)
 
     base = f"[{info.base}]({endpoint}/{info.base})" if info.base else f"`{short(info.base_display)}`"
     what = {"model": "a full model (weights + tokenizer)", "tokenizer": "a tokenizer",
