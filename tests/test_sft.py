@@ -18,7 +18,8 @@ def test_sft_teaches_the_question_answer_behaviour(tiny_sft, learned_pretrained)
 
     m = metrics(tiny_sft)
     assert m["dataset_format"] == "messages" and m["answer_count"] >= 100
-    # Held-out facts: never asked in SFT, known only from pretraining (9% -> 25% when measured).
+    # Held-out facts: never asked in SFT, known only from pretraining. Measured 2026-12-03 on the locked stack:
+    # 4.5% -> 36% (seed 0), 4.5% -> 35% (seed 1).
     assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.1, m
     taught = build_part("sft")[:150]
     before = answer_accuracy(load_causal_lm(learned_pretrained), load_tokenizer(learned_pretrained), taught)
@@ -53,7 +54,7 @@ def test_lora_sft_learns_saves_reloads_and_merges(learned_pretrained, tmp_path):
     before = answer_accuracy(load_causal_lm(learned_pretrained), load_tokenizer(learned_pretrained), taught)
     after = answer_accuracy(load_causal_lm(str(out)), load_tokenizer(str(out)), taught)
     assert after["answer_accuracy"] >= before["answer_accuracy"] + 0.15, (before, after)
-    assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.1, m  # held-out (9% -> 29% when measured)
+    assert m["answer_accuracy"] >= m["answer_accuracy_before"] + 0.1, m  # held-out: 4.5% -> 34% (seed 1, 2026-12-03)
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
 
     ids = torch.tensor([[5, 17, 42, 99, 7]])
