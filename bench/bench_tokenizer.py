@@ -7,13 +7,13 @@ The corpus is a plain-text file, one built-in document per line (hfllm/builtin_d
 0-15 cycled). Every way trains a byte-level BPE of vocab 4096, min_frequency 2, the same special
 tokens, and is timed from the file on disk to a saved tokenizer:
 
-- hfllm: `hfllm tokenizer --dataset_name corpus.txt --vocab_size 4096` in this process (datasets reads
-  the file into Arrow, texts stream through `train_from_iterator`, 1 % held out, save);
+- hfllm: `hfllm tokenizer --dataset_name corpus.txt --vocab_size 4096` in this process (the file's lines
+  stream through `train_from_iterator`, 1 % held out, save);
 - bare files: `Tokenizer.train([corpus.txt])`, the library reading the file itself;
 - bare iterator: `train_from_iterator` over the file's lines, the way hfllm feeds it.
 
 A warm-up run of each way on a 50 kB file comes first (imports are not training). Each hfllm run
-reads a fresh copy of the file, so datasets' Arrow cache never serves it.
+reads a fresh copy of the file, so no cache can serve it.
 TOKENIZERS_PARALLELISM is on for all (its default). Median of `--repeats` alternated runs.
 Characters per token: on documents from seeds the corpus never used.
 """

@@ -68,3 +68,21 @@ def test_bad_inputs(tmp_path, capsys, flags, message):
 def test_refuses_to_replace_a_finished_tokenizer(tiny_tokenizer, capsys):
     assert run_cli("tokenizer", "--output_dir", tiny_tokenizer) == 2
     assert "already holds a finished run; pass --overwrite" in capsys.readouterr().err
+
+
+def test_plain_text_is_read_line_by_line_as_datasets_would(tmp_path):
+    """The tokenizer reads .txt/.md straight (no Arrow pass): the same texts datasets' text builder makes rows of,
+    with every kind of line break and blank line; a folder's files in order; anything else goes through datasets."""
+    from hfllm.data.load import iter_lines, iter_texts, load_dataset, plain_text_files
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes("one\r\ntwo\n\n  \nthree\x0cfour\u2028five\rsix\n".encode())
+    (folder / "b.md").write_text("# seven\n\néight ✓", encoding="utf-8")
+    (tmp_path / "rows.jsonl").write_text('{"text": "x"}\n')
+    for name in (folder / "a.txt", folder):
+        files = plain_text_files(str(name))
+        expected = list(iter_texts(load_dataset(str(name), cache_dir=str(tmp_path / "cache")), "text", str(name)))
+        assert list(iter_lines(files)) == expected
+    assert len(expected) == 6 and expected[2:] == ["three\x0cfour\u2028five", "six", "# seven", "éight ✓"]
+    assert plain_text_files(str(tmp_path / "rows.jsonl")) is None and plain_text_files("builtin:sft") is None

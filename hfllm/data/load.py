@@ -26,6 +26,7 @@ from hfllm.loading import is_local
 BUILDERS = {".txt": "text", ".md": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 EXPECTED = {"json": "one JSON object per line (.jsonl) or a JSON list of objects (.json)",
             "csv": "a CSV file with a header row", "text": "UTF-8 text", "parquet": "a Parquet file"}
+NOT_UTF8 = "it is not UTF-8 text (a binary file?)"
 
 
 @dataclasses.dataclass
@@ -94,7 +95,7 @@ def _reason(exc: BaseException, builder: str | None) -> str:
     chain = list(causes(exc))
     expected = f"; expected {EXPECTED[builder]}" if builder in EXPECTED else ""
     if any(isinstance(e, UnicodeDecodeError) for e in chain):
-        return f"it is not UTF-8 text (a binary file?){expected}"
+        return f"{NOT_UTF8}{expected}"
     words = [first_line(e) for e in chain if str(e).strip()]
     words = [w for w in words if not w.startswith("An error occurred while generating")] or [type(chain[0]).__name__]
     return f"{words[0][:300]}{expected}"
@@ -192,6 +193,29 @@ def iter_texts(ds, text_field: str, dataset_name: str):
         for text in batch[text_field]:
             if isinstance(text, str) and text.strip():
                 yield text
+
+
+def plain_text_files(dataset_name: str) -> list[str] | None:
+    """The .txt/.md files a local ``dataset_name`` names (None for anything else): a reader that only needs their
+    lines can read them straight, without datasets' pass that writes them to Arrow first."""
+    name = resolve(dataset_name)
+    path = Path(name).expanduser()
+    if not is_local(name) or not path.exists() or _saved_dataset(path) is not None:
+        return None
+    builder, files = _local_files(path)
+    return files if builder == "text" else None
+
+
+def iter_lines(files: list[str]):
+    """The non-blank lines of text files, cut where datasets' text builder cuts them."""
+    for file in files:
+        try:
+            with open(file, encoding="utf-8") as f:
+                for line in f:  # text mode: "\r\n" and "\r" arrive as "\n", the only break datasets cuts at
+                    if line.strip():
+                        yield line.rstrip("\n")
+        except UnicodeDecodeError:
+            raise UserError(f"could not read dataset '{file}': {NOT_UTF8}; expected {EXPECTED['text']}") from None
 
 
 def first_rows(ds, limit: int | None):

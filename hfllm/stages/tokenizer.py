@@ -21,7 +21,7 @@ from hfllm import run_folder
 from hfllm.chat_template import CHAT_TEMPLATE
 from hfllm.checks import input_paths, sources
 from hfllm.config import config_flag, parse_args, save_config
-from hfllm.data.load import ScriptArguments, iter_texts, load_dataset
+from hfllm.data.load import ScriptArguments, iter_lines, iter_texts, load_dataset, plain_text_files
 from hfllm.errors import UserError, first_line
 
 HELD_OUT_EVERY = 100  # every Nth text is kept out of training, to measure chars/token
@@ -71,14 +71,23 @@ def check(args: TokenizerArguments) -> None:
                         f"256 byte tokens + {len(specials)} special tokens = {256 + len(specials)}")
 
 
+def read_texts(args: TokenizerArguments):
+    """The training texts, streamed. Plain-text files are read line by line, as datasets' text builder would cut
+    them, but without first writing them to Arrow (a pass over the whole corpus that training does not need)."""
+    files = None if args.dataset_config or args.dataset_text_field != "text" else plain_text_files(args.dataset_name)
+    if files:
+        return iter_lines(files)
+    ds = load_dataset(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
+                      streaming=args.dataset_streaming)
+    return iter_texts(ds, args.dataset_text_field, args.dataset_name)
+
+
 def train(args: TokenizerArguments):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = special_tokens(args)
-    ds = load_dataset(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
-                      streaming=args.dataset_streaming)
-    texts = iter_texts(ds, args.dataset_text_field, args.dataset_name)
+    texts = read_texts(args)
     if args.max_train_samples:
         texts = islice(texts, args.max_train_samples)
     held_out: list[str] = []
@@ -150,8 +159,8 @@ def main(argv: list[str]) -> int:
                               inputs=input_paths([args], config_flag(argv)), sources=sources([args]))
     tokenizer, held_out, stats, seconds = train(args)
     # Measured on held-out text only; a corpus of under 100 texts has none.
-    sample = held_out or []
-    chars_per_token = sum(map(len, sample)) / max(1, sum(len(tokenizer(t)["input_ids"]) for t in sample))
+    tokens = sum(map(len, tokenizer(held_out)["input_ids"])) if held_out else 0  # one batch: encoded in parallel
+    chars_per_token = sum(map(len, held_out)) / max(1, tokens)
     plan.claim()
     tokenizer.save_pretrained(args.output_dir)
     save_config(f"{args.output_dir}/hfllm_args.yaml", args)
