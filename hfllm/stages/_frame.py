@@ -54,6 +54,7 @@ from hfllm import run_folder
 from hfllm.chat_template import ensure_chat_template, set_stop_tokens
 from hfllm.checks import check_options, input_paths, sources
 from hfllm.config import config_flag, parse_args, save_config
+from hfllm.console import use_console
 from hfllm.errors import UserError
 from hfllm.loading import load_tokenizer
 from hfllm.model import torch_dtype, training_defaults
@@ -61,7 +62,9 @@ from hfllm.model import torch_dtype, training_defaults
 
 def stage_defaults(stage: str, defaults: dict | None = None) -> dict:
     """What a stage's options default to: hfllm's for every stage, the stage's own, then the device's."""
-    return {"output_dir": f"runs/default/{stage}", "report_to": "none", **(defaults or {}), **training_defaults()}
+    # No progress bar: hfllm.console's line per logging step says the step, the total and the time left.
+    return {"output_dir": f"runs/default/{stage}", "report_to": "none", "disable_tqdm": True, **(defaults or {}),
+            **training_defaults()}
 
 
 class Run:
@@ -178,6 +181,7 @@ class Run:
     def train(self, trainer):
         """Train (resuming when the folder holds a checkpoint); Ctrl-C or SIGTERM: checkpoint, then exit 130 / 143."""
         self.claim()
+        use_console(trainer)  # one aligned line per logging step, not the Trainer's dicts
         return train_and_checkpoint_on_signal(trainer, self.resume_from)
 
     def save(self, trainer, tokenizer=None) -> None:

@@ -125,7 +125,8 @@ ARGUMENTS = (PretrainArguments, TrainingArguments)  # what its flags and config 
 
 def main(argv: list[str]) -> int:
     run = Run.start("pretrain", argv, ARGUMENTS, defaults={
-        "logging_steps": 10, "save_total_limit": 2, "eval_strategy": "steps", "eval_steps": 100})
+        "logging_steps": 10, "save_total_limit": 2, "eval_strategy": "steps", "eval_steps": 100,
+        "include_num_input_tokens_seen": True})  # for the console's tokens/s (packed blocks: no padding)
     args, config = run.parsed
     tok_source = args.tokenizer_name_or_path or args.model_name_or_path
     if not tok_source:
