@@ -307,6 +307,16 @@ CASES = {
     "run_eval_typo": Case("run", "misspelt task in evaluate_after", ["run", "pipeline_eval_typo.yaml"],
                           "pipeline_eval_typo.yaml: stage 'sft': evaluate_after: unknown task 'hfllm_fact'; "
                           "did you mean 'hfllm_facts'?"),
+    "stage_eval_typo": Case("sft", "misspelt task in --evaluate_after",
+                            ["sft", "--model_name_or_path", "model", "--evaluate_after", "hfllm_fact"],
+                            "evaluate_after: unknown task 'hfllm_fact'; did you mean 'hfllm_facts'?"),
+    "reward_evaluate_after": Case("reward", "--evaluate_after on a reward model",
+                                  ["reward", "--model_name_or_path", "model", "--evaluate_after", "hfllm_facts"],
+                                  "evaluate_after is a list of tasks, for stages that make a causal LM"),
+    "tokenizer_evaluate_after": Case("tokenizer", "--evaluate_after on a tokenizer",
+                                     ["tokenizer", "--dataset_name", "corpus.txt", "--evaluate_after", "hfllm"],
+                                     "--evaluate_after does not apply to hfllm tokenizer: it makes no model to "
+                                     "evaluate"),
     # --- evaluation and the preference methods ------------------------------------------------------
     "eval_task_typo": Case("eval", "misspelt built-in task", ["eval", "--model_name_or_path", "model",
                                                                "--tasks", "hfllm_fact"],

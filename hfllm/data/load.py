@@ -47,6 +47,9 @@ class ScriptArguments(trl.ScriptArguments):
                                                                       "(default: skip bad rows and count them)"})
     max_bad_share: float = dataclasses.field(default=0.1, metadata={"help": "refuse the data when more than this "
                                                                             "share of its rows is bad"})
+    evaluate_after: list[str] = dataclasses.field(default_factory=list, metadata={
+        "help": "hfllm eval tasks run on the saved model (e.g. hfllm_facts, hfllm, a harness task, a data file); "
+                "results in metrics.json's eval block and the model card"})
 
     def check_supported(self, prog: str, *, streaming: bool = False, trains_model: bool = True,
                         held_out: bool = True) -> None:
@@ -55,7 +58,8 @@ class ScriptArguments(trl.ScriptArguments):
                    "it needs the whole dataset (every row is checked or converted)"),
                   ("ignore_bias_buffers", self.ignore_bias_buffers and not trains_model, "it trains no model"),
                   ("dataset_test_split", self.dataset_test_split and not held_out, "it holds out no eval rows"),
-                  ("eval_dataset_name", self.eval_dataset_name and not held_out, "it holds out no eval rows")]
+                  ("eval_dataset_name", self.eval_dataset_name and not held_out, "it holds out no eval rows"),
+                  ("evaluate_after", self.evaluate_after and not trains_model, "it makes no model to evaluate")]
         for name, used, why in unused:
             if used:
                 raise UserError(f"--{name} does not apply to {prog}: {why}")

@@ -33,7 +33,8 @@ from hfllm.errors import UserError
 from hfllm.rewards import build_reward_funcs, check_weights, load_prompts
 from hfllm.generate import generate_answers
 from hfllm.scoring import answer_accuracy, prompt_messages
-from hfllm.stages._frame import Run, catch_stop_signals
+from hfllm.stages._frame import Run
+from hfllm.stages._signals import catch_stop_signals
 from hfllm.stages.ppo import core
 from hfllm.stages.ppo.models import PolicyAndValue, forward_logprobs, load_models, save_checkpoint, token_values
 
