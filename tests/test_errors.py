@@ -240,9 +240,14 @@ CASES = {
     "config_dir": Case("tokenizer", "a folder given as the config file",
         ["tokenizer", "--config", "data"],
         "data is a folder; give the YAML file itself (examples live in configs/)"),
+    "strict_stream": Case("tokenizer", "--strict on a stream", ["tokenizer", "--dataset_name", "corpus.txt",
+                                                                 "--dataset_streaming", "true", "--strict", "true"],
+                          "--strict checks every row before training, which a stream (--dataset_streaming) cannot "
+                          "give; drop one of them"),
     "null_text": Case("pretrain", "null values in the text column",
         ["pretrain", "--tokenizer_name_or_path", "tok", "--dataset_name", "data/null_text.jsonl"],
-        "column 'text' of dataset 'data/null_text.jsonl' is empty (null) in 1 of 2 rows; fill or remove them"),
+        "data/null_text.jsonl, row 2: 'text' must be text, not null; 1 of 2 rows fail the checks, more than "
+        "--max_bad_share 0.1 allows"),
     "eval_split_all": Case("pretrain", "eval_split_size that leaves no training rows",
         ["pretrain", "--tokenizer_name_or_path", "tok", "--dataset_name", "corpus.txt", "--eval_split_size",
          "100000"],

@@ -174,19 +174,6 @@ def require_columns(ds, columns: list[str], dataset_name: str, hint: str = "") -
         )
 
 
-def check_text_column(ds, column: str, dataset_name: str) -> None:
-    """A column of text: strings, none missing (Arrow's schema and null count: no pass over the rows)."""
-    require_columns(ds, [column], dataset_name, "choose it with --dataset_text_field")
-    dtype = getattr(ds.features[column], "dtype", None)
-    if dtype not in ("string", "large_string"):
-        raise UserError(f"column '{column}' of dataset '{dataset_name}' holds {dtype or ds.features[column]} values, "
-                        "not text; choose the text column with --dataset_text_field")
-    missing = ds.data.column(column).null_count
-    if missing:
-        raise UserError(f"column '{column}' of dataset '{dataset_name}' is empty (null) in {missing} of {len(ds)} "
-                        "rows; fill or remove them")
-
-
 def iter_texts(ds, text_field: str, dataset_name: str):
     """Yield the non-empty strings of one column, lazily (works for streaming datasets too)."""
     require_columns(ds, [text_field], dataset_name, "choose it with --dataset_text_field")
