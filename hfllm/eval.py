@@ -310,6 +310,36 @@ def evaluate(args: EvalArguments) -> dict[str, dict]:
     return blocks
 
 
+def check_evaluate_after(tasks, where: str, stage: str) -> None:  # where: "" or "<file>: stage '<name>': "
+    """evaluate_after (a stage's option, or a pipeline's key): a list of tasks, for a stage that makes a causal
+    LM; a typo in hfllm's own task names fails now, not after the stage has trained."""
+    from hfllm.stages import STAGES
+
+    if STAGES[stage].output != "model" or not isinstance(tasks, list) or \
+            not all(isinstance(t, str) and t for t in tasks):
+        raise UserError(f"{where}evaluate_after is a list of tasks, for stages that make a causal LM")
+    for task in tasks:
+        if task.startswith(GROUP + "_") and task not in BUILTIN_TASKS:
+            try:
+                unknown_task(task, BUILTIN_TASKS)
+            except UserError as exc:
+                raise UserError(f"{where}evaluate_after: {exc}") from None
+
+
+def evaluate_after(folder: str, tasks: list[str], output_dir: str, label: str) -> None:
+    """`hfllm eval` on a finished stage folder for those of ``tasks`` not yet in its metrics.json: the ``eval``
+    block goes into metrics.json (the model card reads it there), the details under ``output_dir``."""
+    from hfllm.loading import is_local
+
+    done = run_folder.read_metrics(folder).get("eval") or {}
+    todo = [t for t in tasks if not set(task_names([t])) <= set(done)]
+    if todo:
+        print(f"\n== {label}: hfllm eval {' '.join(todo)}", flush=True)
+        data = [t for t in todo if t.startswith("builtin:") or is_local(t)]
+        evaluate(EvalArguments(model_name_or_path=[folder], tasks=[t for t in todo if t not in data], dataset_name=data,
+                               output_dir=output_dir))
+
+
 def main(argv: list[str]) -> int:
     (args,), _ = parse_args([EvalArguments], argv, prog="hfllm eval")
     blocks = evaluate(args)

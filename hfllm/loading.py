@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from hfllm.errors import UserError, first_line
@@ -165,7 +166,9 @@ def _from_pretrained(auto_class, name_or_path: str, what: str, shown: str | None
 
         check_memory(sum(f.stat().st_size for f in folder.glob("*.safetensors")), f"{what} '{shown}'")
     try:
-        return auto_class.from_pretrained(name_or_path, use_safetensors=True, **kwargs)
+        with quiet_load_report():
+            model, info = auto_class.from_pretrained(name_or_path, use_safetensors=True, output_loading_info=True,
+                                                     **kwargs)
     except OSError as exc:
         first = first_line(exc)
         if "safetensors" in first and not Path(shown).exists():
@@ -177,6 +180,50 @@ def _from_pretrained(auto_class, name_or_path: str, what: str, shown: str | None
         if type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
             raise
         raise UserError(f"could not load {what} '{shown}': {first_line(exc, with_type=True)}") from exc  # --debug
+    report_loading(model, info, what, shown)
+    return model
+
+
+@contextmanager
+def quiet_load_report():
+    """Without transformers' LOAD REPORT table (a warning of modeling_utils' logger): report_loading says what
+    matters in one line. Errors still raise."""
+    from transformers.utils import logging as hf_logging
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    level = logger.level
+    logger.setLevel(hf_logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+_new_heads: set[str] = set()  # the sources a new head was reported for, once per process
+
+
+def report_loading(model, info: dict, what: str, shown: str) -> None:
+    """One line where the weights and the model differ. A head outside the base model (a reward or value model
+    made from a causal LM) starts untrained on purpose: said once. Checkpoint weights the model has no place
+    for outside the base (a causal LM's lm_head under a reward head) do not matter: silent."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    missing = sorted(info.get("missing_keys") or [])
+    unused = sorted(k for k in info.get("unexpected_keys") or [] if k.startswith(prefix))
+    head = [k for k in missing if not k.startswith(prefix)]
+    if head and len(head) == len(missing) and not unused and type(model).__name__.endswith("SequenceClassification"):
+        if shown not in _new_heads:
+            _new_heads.add(shown)
+            modules = sorted({k.rsplit(".", 1)[0] for k in head})
+            print(f"note: {what} '{shown}' has no {', '.join(modules)} head yet: it starts from random values and "
+                  "this training learns it (expected for a new reward or value model)")
+        return
+    if missing or unused:
+        def some(keys):
+            return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+        parts = [f"{len(missing)} weights are not in the checkpoint and start random ({some(missing)})"] \
+            if missing else []
+        parts += [f"{len(unused)} checkpoint weights are not used ({some(unused)})"] if unused else []
+        print(f"warning: {what} '{shown}': {'; '.join(parts)}; is it the model you meant?")
 
 
 def _load(kind: str, name_or_path: str, what: str, merge_adapter: bool, **kwargs):
@@ -302,6 +349,9 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     vocab = _config_vocab_size(model_folder) if model_folder.is_dir() else None
     if vocab is not None:
         _check_vocab(tok, vocab, name_or_path, model_folder)
+    # "Token indices sequence length is longer than the specified maximum": hfllm packs long texts into blocks
+    # and the trainers cut rows at max_length (the data line before training shows row lengths against it).
+    tok.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
     if tok.pad_token is None:  # many open models ship none; padding needs one
         tok.pad_token = tok.eos_token
     return tok

@@ -35,9 +35,7 @@ from pathlib import Path
 from hfllm import run_folder
 from hfllm.config import load_yaml, parse_args
 from hfllm.errors import UserError
-from hfllm.eval import GROUP, unknown_task
-from hfllm.eval_tasks import BUILTIN_TASKS
-from hfllm.loading import is_local
+from hfllm.eval import check_evaluate_after
 from hfllm.stages import STAGES
 
 
@@ -114,15 +112,8 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
             raise UserError(f"{path}: stage '{item['name']}': args must be a mapping of option: value")
         # Tasks for `hfllm eval` after the stage: its own list, else the pipeline's for every model stage.
         tasks = item.get("evaluate_after", spec.get("evaluate_after") if STAGES[command].output == "model" else None)
-        if tasks and (STAGES[command].output != "model" or not isinstance(tasks, list)):
-            raise UserError(f"{path}: stage '{item['name']}': evaluate_after is a list of tasks, for stages that "
-                            "make a causal LM")
-        for task in tasks or []:  # a typo in hfllm's own task names fails now, not after the stage has trained
-            if str(task).startswith(GROUP + "_") and task not in BUILTIN_TASKS:
-                try:
-                    unknown_task(task, BUILTIN_TASKS)
-                except UserError as exc:
-                    raise UserError(f"{path}: stage '{item['name']}': evaluate_after: {exc}") from None
+        if tasks:
+            check_evaluate_after(tasks, f"{path}: stage '{item['name']}': ", command)
         stages.append(Stage(item["name"], command, config, args, tasks or []))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
@@ -202,17 +193,10 @@ def _wait_for_everyone() -> None:
 
 def evaluate_after(stage: Stage, folder: str, run_dir: str) -> None:
     """`hfllm eval` on the stage's model for its evaluate_after tasks not yet in its metrics.json (main process)."""
-    if not stage.evaluate_after or not run_folder.is_main_process():
-        return
-    from hfllm.eval import EvalArguments, evaluate, task_names
+    if stage.evaluate_after and run_folder.is_main_process():
+        from hfllm.eval import evaluate_after as run_eval
 
-    done = run_folder.read_metrics(folder).get("eval") or {}
-    todo = [t for t in stage.evaluate_after if not set(task_names([t])) <= set(done)]
-    if todo:
-        print(f"\n== {stage.name}: hfllm eval {' '.join(todo)}", flush=True)
-        data = [t for t in todo if t.startswith("builtin:") or is_local(t)]
-        evaluate(EvalArguments(model_name_or_path=[folder], tasks=[t for t in todo if t not in data], dataset_name=data,
-                               output_dir=str(Path(run_dir) / "eval")))
+        run_eval(folder, stage.evaluate_after, str(Path(run_dir) / "eval"), stage.name)
 
 
 def compare_evaluations(run_dir: str, stages: list[Stage]) -> None:

@@ -240,9 +240,14 @@ CASES = {
     "config_dir": Case("tokenizer", "a folder given as the config file",
         ["tokenizer", "--config", "data"],
         "data is a folder; give the YAML file itself (examples live in configs/)"),
+    "strict_stream": Case("tokenizer", "--strict on a stream", ["tokenizer", "--dataset_name", "corpus.txt",
+                                                                 "--dataset_streaming", "true", "--strict", "true"],
+                          "--strict checks every row before training, which a stream (--dataset_streaming) cannot "
+                          "give; drop one of them"),
     "null_text": Case("pretrain", "null values in the text column",
         ["pretrain", "--tokenizer_name_or_path", "tok", "--dataset_name", "data/null_text.jsonl"],
-        "column 'text' of dataset 'data/null_text.jsonl' is empty (null) in 1 of 2 rows; fill or remove them"),
+        "data/null_text.jsonl, row 2: 'text' must be text, not null; 1 of 2 rows fail the checks, more than "
+        "--max_bad_share 0.1 allows"),
     "eval_split_all": Case("pretrain", "eval_split_size that leaves no training rows",
         ["pretrain", "--tokenizer_name_or_path", "tok", "--dataset_name", "corpus.txt", "--eval_split_size",
          "100000"],
@@ -307,6 +312,16 @@ CASES = {
     "run_eval_typo": Case("run", "misspelt task in evaluate_after", ["run", "pipeline_eval_typo.yaml"],
                           "pipeline_eval_typo.yaml: stage 'sft': evaluate_after: unknown task 'hfllm_fact'; "
                           "did you mean 'hfllm_facts'?"),
+    "stage_eval_typo": Case("sft", "misspelt task in --evaluate_after",
+                            ["sft", "--model_name_or_path", "model", "--evaluate_after", "hfllm_fact"],
+                            "evaluate_after: unknown task 'hfllm_fact'; did you mean 'hfllm_facts'?"),
+    "reward_evaluate_after": Case("reward", "--evaluate_after on a reward model",
+                                  ["reward", "--model_name_or_path", "model", "--evaluate_after", "hfllm_facts"],
+                                  "evaluate_after is a list of tasks, for stages that make a causal LM"),
+    "tokenizer_evaluate_after": Case("tokenizer", "--evaluate_after on a tokenizer",
+                                     ["tokenizer", "--dataset_name", "corpus.txt", "--evaluate_after", "hfllm"],
+                                     "--evaluate_after does not apply to hfllm tokenizer: it makes no model to "
+                                     "evaluate"),
     # --- evaluation and the preference methods ------------------------------------------------------
     "eval_task_typo": Case("eval", "misspelt built-in task", ["eval", "--model_name_or_path", "model",
                                                                "--tasks", "hfllm_fact"],

@@ -177,3 +177,28 @@ stages:
     found = {(r["dataset"]["name"], m["type"]) for r in results for m in r["metrics"]}
     assert {("hfllm_facts", "acc"), ("hfllm_preference", "acc"), ("hfllm_preference", "acc_norm")} <= found
     assert "| hfllm_preference acc |" in card.text
+
+
+def test_a_stage_evaluates_after_itself_from_its_flags_or_config(tiny_pretrained, tmp_path, capsys):
+    """--evaluate_after (or the key in a stage's YAML) runs hfllm eval on the saved model before the stage ends:
+    the eval block in its metrics.json (as `hfllm run` writes it) and in the card; the details beside the run."""
+    out = tmp_path / "run" / "sft"
+    assert run_cli("sft", "--model_name_or_path", tiny_pretrained, "--max_steps", "1", "--max_train_samples", "16",
+                   "--answer_eval_samples", "0", "--save_strategy", "no", "--evaluate_after", "hfllm_facts",
+                   "--output_dir", out) == 0
+    assert "== sft: hfllm eval hfllm_facts" in capsys.readouterr().out
+    block = metrics(out)["eval"]
+    assert set(block) == {"hfllm_facts"} and 0 <= block["hfllm_facts"]["acc"] <= 1
+    assert (tmp_path / "run" / "eval").is_dir()
+
+    config = tmp_path / "kto.yaml"
+    config.write_text(f"model_name_or_path: {out}\nmax_steps: 1\nmax_train_samples: 16\neval_samples: 4\n"
+                      f"max_length: 64\nper_device_train_batch_size: 4\nevaluate_after: [hfllm_preference]\n")
+    assert run_cli("kto", "--config", config, "--output_dir", tmp_path / "run" / "kto") == 0
+    assert set(metrics(tmp_path / "run" / "kto")["eval"]) == {"hfllm_preference"}
+
+    from huggingface_hub import ModelCard
+
+    assert run_cli("push", out, "--repo_id", "me/tiny-sft", "--dry_run", "--output_dir", tmp_path / "card") == 0
+    results = ModelCard.load(tmp_path / "card" / "README.md").data.to_dict()["model-index"][0]["results"]
+    assert ("hfllm_facts", "acc") in {(r["dataset"]["name"], m["type"]) for r in results for m in r["metrics"]}

@@ -147,3 +147,46 @@ def test_grpo_takes_prompts_from_a_preference_file(tiny_pretrained, hh_file, tmp
                    "--max_steps", "1", "--per_device_train_batch_size", "4", "--num_generations", "2",
                    "--max_completion_length", "8", "--output_dir", out, *QUIET) == 0
     assert metrics(out)["global_step"] == 1
+
+
+@pytest.fixture
+def corpus_with_bad_rows(tmp_path):
+    """200 texts of the built-in corpus, with a null, a number and a list in the text column (rows 11, 51, 151)."""
+    from hfllm.data.builtin import builtin_path
+
+    rows = [json.loads(line) for line in builtin_path("pretrain").read_text().splitlines()[:200]]
+    for i, bad in ((10, None), (50, 5), (150, ["a list"])):
+        rows.insert(i, {"text": bad})
+    return write_jsonl(tmp_path / "corpus.jsonl", rows)
+
+
+def test_tokenizer_skips_and_counts_non_text_rows_and_strict_refuses(corpus_with_bad_rows, tmp_path, capsys):
+    out = tmp_path / "tok"
+    assert run_cli("tokenizer", "--dataset_name", corpus_with_bad_rows, "--vocab_size", "300", "--output_dir", out) == 0
+    said = capsys.readouterr().out
+    assert f"{corpus_with_bad_rows}: 3 of 203 rows skipped: 1 'text' must be text, not null (row 11); 1 'text' must " \
+        "be text, not a number (row 51); 1 'text' must be text, not a list (row 151); --strict refuses them" in said
+    m = metrics(out)
+    assert (m["rows_total"], m["rows_skipped"], m["train_texts"] + m["held_out_texts"]) == (203, 3, 200)
+    assert run_cli("tokenizer", "--dataset_name", corpus_with_bad_rows, "--strict", "true", "--output_dir",
+                   tmp_path / "strict") == 2
+    assert f"{corpus_with_bad_rows}, row 11: 'text' must be text, not null" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists()
+    assert run_cli("tokenizer", "--dataset_name", corpus_with_bad_rows, "--max_bad_share", "0.01", "--output_dir",
+                   tmp_path / "share") == 2
+    assert "3 of 203 rows fail the checks, more than --max_bad_share 0.01 allows" in capsys.readouterr().err
+
+
+def test_pretrain_skips_and_counts_non_text_rows_and_strict_refuses(tiny_tokenizer, corpus_with_bad_rows, tmp_path,
+                                                                    capsys):
+    from conftest import TINY_MODEL_FLAGS
+
+    out = tmp_path / "pre"
+    flags = ["pretrain", "--tokenizer_name_or_path", tiny_tokenizer, "--dataset_name", corpus_with_bad_rows,
+             *TINY_MODEL_FLAGS, "--eval_split_size", "0", "--save_strategy", "no", *QUIET]
+    assert run_cli(*flags, "--max_steps", "1", "--output_dir", out) == 0
+    assert "3 of 203 rows skipped: 1 'text' must be text, not null (row 11);" in capsys.readouterr().out
+    assert (metrics(out)["rows_total"], metrics(out)["rows_skipped"]) == (203, 3)
+    assert run_cli(*flags, "--max_steps", "1", "--strict", "true", "--output_dir", tmp_path / "strict") == 2
+    assert f"{corpus_with_bad_rows}, row 11: 'text' must be text, not null" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists()

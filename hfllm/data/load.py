@@ -48,6 +48,9 @@ class ScriptArguments(trl.ScriptArguments):
                                                                       "(default: skip bad rows and count them)"})
     max_bad_share: float = dataclasses.field(default=0.1, metadata={"help": "refuse the data when more than this "
                                                                             "share of its rows is bad"})
+    evaluate_after: list[str] = dataclasses.field(default_factory=list, metadata={
+        "help": "hfllm eval tasks run on the saved model (e.g. hfllm_facts, hfllm, a harness task, a data file); "
+                "results in metrics.json's eval block and the model card"})
 
     def check_supported(self, prog: str, *, streaming: bool = False, trains_model: bool = True,
                         held_out: bool = True) -> None:
@@ -56,7 +59,8 @@ class ScriptArguments(trl.ScriptArguments):
                    "it needs the whole dataset (every row is checked or converted)"),
                   ("ignore_bias_buffers", self.ignore_bias_buffers and not trains_model, "it trains no model"),
                   ("dataset_test_split", self.dataset_test_split and not held_out, "it holds out no eval rows"),
-                  ("eval_dataset_name", self.eval_dataset_name and not held_out, "it holds out no eval rows")]
+                  ("eval_dataset_name", self.eval_dataset_name and not held_out, "it holds out no eval rows"),
+                  ("evaluate_after", self.evaluate_after and not trains_model, "it makes no model to evaluate")]
         for name, used, why in unused:
             if used:
                 raise UserError(f"--{name} does not apply to {prog}: {why}")
@@ -169,19 +173,6 @@ def require_columns(ds, columns: list[str], dataset_name: str, hint: str = "") -
         raise UserError(
             f"dataset '{dataset_name}' has no column '{missing[0]}' (columns: {', '.join(have) or 'none'}){extra}"
         )
-
-
-def check_text_column(ds, column: str, dataset_name: str) -> None:
-    """A column of text: strings, none missing (Arrow's schema and null count: no pass over the rows)."""
-    require_columns(ds, [column], dataset_name, "choose it with --dataset_text_field")
-    dtype = getattr(ds.features[column], "dtype", None)
-    if dtype not in ("string", "large_string"):
-        raise UserError(f"column '{column}' of dataset '{dataset_name}' holds {dtype or ds.features[column]} values, "
-                        "not text; choose the text column with --dataset_text_field")
-    missing = ds.data.column(column).null_count
-    if missing:
-        raise UserError(f"column '{column}' of dataset '{dataset_name}' is empty (null) in {missing} of {len(ds)} "
-                        "rows; fill or remove them")
 
 
 def iter_texts(ds, text_field: str, dataset_name: str):

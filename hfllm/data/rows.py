@@ -95,3 +95,29 @@ def check_rows(ds, check, where, *, strict: bool = False, max_bad_share: float =
             raise UserError(f"{first}; {report.skipped:,} of {report.total:,} rows fail the checks, more than "
                             f"--max_bad_share {max_bad_share:g} allows")
     return (ds if len(usable) == len(ds) else ds.select(usable)), report
+
+
+def check_text_rows(ds, column: str, dataset_name: str, *, strict: bool = False, max_bad_share: float = 0.1):
+    """A corpus's text column (pretrain, tokenizer): rows whose value is not a string (null, a number, a list)
+    are skipped and counted like any stage's bad rows; returns (kept dataset, RowReport). A column Arrow
+    already holds as text without nulls has nothing to skip, and is not read row by row."""
+    from hfllm.data.load import require_columns
+
+    require_columns(ds, [column], dataset_name, "choose it with --dataset_text_field")
+    if getattr(ds.features[column], "dtype", None) in ("string", "large_string") and \
+            not ds.data.column(column).null_count:
+        return ds, RowReport(total=len(ds))
+
+    def is_text(row, where):
+        value = row[column]
+        if not isinstance(value, str):
+            shown = "null" if value is None else {"int": "a number", "float": "a number", "list": "a list", "dict":
+                                                  "an object", "bool": "true/false"}.get(type(value).__name__, "text")
+            raise UserError(f"{where}: '{column}' must be text, not {shown}")
+        return True
+
+    kept, report = check_rows(ds, is_text, lambda i: f"{dataset_name}, row {i + 1}", strict=strict,
+                              max_bad_share=max_bad_share)
+    if report.bad:
+        print(f"{dataset_name}: {report.summary()}")
+    return kept, report

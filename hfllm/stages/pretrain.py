@@ -20,7 +20,8 @@ from transformers import Trainer, TrainingArguments, default_data_collator
 
 from hfllm.chat_template import set_stop_tokens
 from hfllm.checks import check_memory, check_split, training_bytes
-from hfllm.data.load import ScriptArguments, check_text_column, first_rows, load_dataset
+from hfllm.data.load import ScriptArguments, first_rows, load_dataset
+from hfllm.data.rows import check_text_rows
 from hfllm.errors import UserError
 from hfllm.generate import generate
 from hfllm.loading import load_causal_lm
@@ -85,24 +86,23 @@ def pack(ds, tokenizer, text_field: str, block_size: int, num_proc):
 
 
 def prepare_data(args: PretrainArguments, tokenizer, block_size: int, seed: int):
-    """Load, hold out, tokenize and pack: (train, eval or None). Arrow files on disk, memory-mapped,
+    """Load, hold out, tokenize and pack: (train, eval or None, the texts' RowReport). Arrow files on disk, memory-mapped,
     so a corpus larger than RAM goes through in batches (bench/bench_data_prep.py measures it)."""
     def texts(name, split, config, limit=None):
         ds = first_rows(load_dataset(name, config=config, split=split), limit)
-        check_text_column(ds, args.dataset_text_field, name)
-        return ds
+        return check_text_rows(ds, args.dataset_text_field, name, strict=args.strict, max_bad_share=args.max_bad_share)
 
-    train = texts(args.dataset_name, args.dataset_train_split, args.dataset_config, args.max_train_samples)
+    train, rows = texts(args.dataset_name, args.dataset_train_split, args.dataset_config, args.max_train_samples)
     held_out = None
     if (source := args.eval_source()) is not None:
-        held_out = texts(*source)
+        held_out = texts(*source)[0]
     elif size := args.eval_split_size if args.eval_split_size < 1 else int(args.eval_split_size):
         check_split(len(train), args.eval_split_size, args.dataset_name)
         split = train.train_test_split(test_size=size, seed=seed)
         train, held_out = split["train"], split["test"]
     train_ds = pack(train, tokenizer, args.dataset_text_field, block_size, args.num_proc)
     eval_ds = pack(held_out, tokenizer, args.dataset_text_field, block_size, args.num_proc) if held_out else None
-    return train_ds, eval_ds
+    return train_ds, eval_ds, rows
 
 
 def build_model(args: PretrainArguments, tokenizer):
@@ -125,7 +125,8 @@ ARGUMENTS = (PretrainArguments, TrainingArguments)  # what its flags and config 
 
 def main(argv: list[str]) -> int:
     run = Run.start("pretrain", argv, ARGUMENTS, defaults={
-        "logging_steps": 10, "save_total_limit": 2, "eval_strategy": "steps", "eval_steps": 100})
+        "logging_steps": 10, "save_total_limit": 2, "eval_strategy": "steps", "eval_steps": 100,
+        "include_num_input_tokens_seen": True})  # for the console's tokens/s (packed blocks: no padding)
     args, config = run.parsed
     tok_source = args.tokenizer_name_or_path or args.model_name_or_path
     if not tok_source:
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> int:
         print(f"model: {model.config.model_type}, {n_params / 1e6:.2f} M parameters, context {context}")
 
     with config.main_process_first(desc="preparing data"):  # once, then read from the cache by other ranks
-        train_ds, eval_ds = prepare_data(args, tokenizer, block_size, config.seed)
+        train_ds, eval_ds, rows = prepare_data(args, tokenizer, block_size, config.seed)
     if len(train_ds) == 0:
         raise UserError(f"the corpus gives no full {block_size}-token block; use more text or a smaller --block_size")
     if eval_ds is not None and len(eval_ds) == 0:
@@ -184,7 +185,7 @@ def main(argv: list[str]) -> int:
         "train_seconds": round(seconds, 1), "train_tokens_per_second": round(tokens / max(seconds, 1e-9)),
         "initial_eval_loss": initial.get("eval_loss"), "eval_loss": final.get("eval_loss"),
         "initial_perplexity": _ppl(initial.get("eval_loss")), "perplexity": _ppl(final.get("eval_loss")),
-        "dataset_name": args.dataset_name, "tokenizer_name_or_path": tok_source,
+        "dataset_name": args.dataset_name, "tokenizer_name_or_path": tok_source, **rows.metrics(),
         "sample": sample,
     }
     run.finish(metrics, trainer, plot="pretraining loss", lines=[

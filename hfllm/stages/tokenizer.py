@@ -22,6 +22,7 @@ from hfllm.chat_template import CHAT_TEMPLATE
 from hfllm.checks import input_paths, sources
 from hfllm.config import config_flag, parse_args, save_config
 from hfllm.data.load import ScriptArguments, iter_lines, iter_texts, load_dataset, plain_text_files
+from hfllm.data.rows import RowReport, check_text_rows
 from hfllm.errors import UserError, first_line
 
 HELD_OUT_EVERY = 100  # every Nth text is kept out of training, to measure chars/token
@@ -72,14 +73,18 @@ def check(args: TokenizerArguments) -> None:
 
 
 def read_texts(args: TokenizerArguments):
-    """The training texts, streamed. Plain-text files are read line by line, as datasets' text builder would cut
-    them, but without first writing them to Arrow (a pass over the whole corpus that training does not need)."""
+    """The training texts, streamed, and the rows skipped. Plain-text files are read line by line, as datasets'
+    text builder would cut them, but without first writing them to Arrow (a pass training does not need)."""
     files = None if args.dataset_config or args.dataset_text_field != "text" else plain_text_files(args.dataset_name)
-    if files:
-        return iter_lines(files)
+    if files:  # every line is text: no row to skip
+        return iter_lines(files), RowReport()
     ds = load_dataset(args.dataset_name, config=args.dataset_config, split=args.dataset_train_split,
                       streaming=args.dataset_streaming)
-    return iter_texts(ds, args.dataset_text_field, args.dataset_name)
+    rows = RowReport()
+    if not args.dataset_streaming:  # a stream is read once, by the trainer: its non-text rows are skipped unseen
+        ds, rows = check_text_rows(ds, args.dataset_text_field, args.dataset_name, strict=args.strict,
+                                   max_bad_share=args.max_bad_share)
+    return iter_texts(ds, args.dataset_text_field, args.dataset_name), rows
 
 
 def train(args: TokenizerArguments):
@@ -87,7 +92,7 @@ def train(args: TokenizerArguments):
     from transformers import PreTrainedTokenizerFast
 
     specials = special_tokens(args)
-    texts = read_texts(args)
+    texts, rows = read_texts(args)
     if args.max_train_samples:
         texts = islice(texts, args.max_train_samples)
     held_out: list[str] = []
@@ -122,7 +127,8 @@ def train(args: TokenizerArguments):
         model_max_length=args.model_max_length, clean_up_tokenization_spaces=False,
     )
     tokenizer.chat_template = args.chat_template or CHAT_TEMPLATE
-    return tokenizer, held_out, stats, seconds
+    rows.total = rows.total or stats["train_texts"] + len(held_out)  # unchecked rows (text files, streams): as read
+    return tokenizer, held_out, {**stats, **rows.metrics()}, seconds
 
 
 def train_interruptibly(bpe, texts, trainer) -> None:
@@ -154,6 +160,9 @@ ARGUMENTS = (TokenizerArguments,)  # what its flags and config files fill
 def main(argv: list[str]) -> int:
     (args,), _ = parse_args(ARGUMENTS, argv, prog="hfllm tokenizer")
     args.check_supported("hfllm tokenizer", streaming=True, trains_model=False, held_out=False)
+    if args.strict and args.dataset_streaming:
+        raise UserError("--strict checks every row before training, which a stream (--dataset_streaming) cannot "
+                        "give; drop one of them")
     check(args)
     plan = run_folder.prepare(args.output_dir, overwrite=args.overwrite, stage="tokenizer", resume=False,
                               inputs=input_paths([args], config_flag(argv)), sources=sources([args]))
@@ -168,7 +177,7 @@ def main(argv: list[str]) -> int:
         "vocab_size": len(tokenizer), "chars_per_token_held_out": round(chars_per_token, 3) if held_out else None,
         "held_out_texts": len(held_out), "train_texts": stats["train_texts"],
         "train_megabytes": round(stats["train_chars"] / 1e6, 3), "train_seconds": round(seconds, 2),
-        "dataset_name": args.dataset_name,
+        "dataset_name": args.dataset_name, **{k: v for k, v in stats.items() if k.startswith("rows_")},
     }
     run_folder.write_metrics(args.output_dir, metrics, stage="tokenizer")
     measured = f"{chars_per_token:.2f} characters/token on {len(held_out)} held-out texts" if held_out else \

@@ -26,13 +26,15 @@ import torch
 from trl import ModelConfig
 
 from hfllm.chat_template import end_of_turn_ids
+from hfllm.console import Progress, format_line, write
 from hfllm.data.builtin import answer_is_correct
 from hfllm.data.load import ScriptArguments
 from hfllm.errors import UserError
 from hfllm.rewards import build_reward_funcs, check_weights, load_prompts
 from hfllm.generate import generate_answers
 from hfllm.scoring import answer_accuracy, prompt_messages
-from hfllm.stages._frame import Run, catch_stop_signals
+from hfllm.stages._frame import Run
+from hfllm.stages._signals import catch_stop_signals
 from hfllm.stages.ppo import core
 from hfllm.stages.ppo.models import PolicyAndValue, forward_logprobs, load_models, save_checkpoint, token_values
 
@@ -78,7 +80,8 @@ class PPOArguments(ScriptArguments):
     use_cpu: bool = field(default=False, metadata={"help": "train on CPU (gloo for several processes)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 weights"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow code from the model repo to run"})
-    disable_tqdm: bool = field(default=False, metadata={"help": "no progress bar"})
+    disable_tqdm: bool = field(default=True, metadata={"help": "no progress bar (a line per update says the step "
+                                                                "and the time left)"})
     report_to: str = field(default="none", metadata={"help": "accepted for symmetry; logs go to metrics.json"})
     # the Hub, as TrainingArguments names it
     push_to_hub: bool = field(default=False, metadata={"help": "push the finished policy (with its card)"})
@@ -164,6 +167,7 @@ def main(argv: list[str]) -> int:
     before = held_out() if start == 0 else {}
     log: list[dict] = []
     bar = tqdm(total=max_steps, initial=start, desc="ppo", disable=args.disable_tqdm or not acc.is_main_process)
+    progress, tokens = Progress(start, 0), 0
     eos_ids = end_of_turn_ids(tokenizer)
     run.claim()  # everything has loaded: the output folder becomes this run's
     with catch_stop_signals() as request:
@@ -241,8 +245,10 @@ def main(argv: list[str]) -> int:
             record = {k: (round(v, 4) if v == v else None) if isinstance(v, float) else v for k, v in record.items()}
             kl_ctl.update(means["kl"], batch * world)
             log.append(record)
+            tokens += int(attention.sum()) * world  # prompts and answers, this process's share times all
             if acc.is_main_process:
-                bar.write("ppo update " + " ".join(f"{k}={v}" for k, v in record.items()))
+                speed, eta = progress.rates(step + 1, max_steps, tokens)
+                write(format_line("step", step + 1, max_steps, record, tokens_per_second=speed, eta=eta))
             bar.update(1)
             stop = means["stop"] > 0 and step + 1 < max_steps  # Ctrl-C or SIGTERM reached a process: all stop here
             if stop or (args.save_steps and (step + 1) % args.save_steps == 0 and step + 1 < max_steps):
