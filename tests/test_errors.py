@@ -260,6 +260,18 @@ CASES = {
         ["reward", "--model_name_or_path", "adapter"],
         "adapter is a LoRA adapter; hfllm reward starts from a full model: merge it first (hfllm merge "
         "--model_name_or_path adapter --output_dir adapter-merged), or train the SFT stage with --merge_lora"),
+    "qlora_no_peft": Case("dpo", "--load_in_4bit without --use_peft",
+        ["dpo", "--model_name_or_path", "model", "--load_in_4bit"],
+        "--load_in_4bit loads the base in 4 bits, which only a LoRA adapter can train on (QLoRA): add --use_peft, "
+        "or drop --load_in_4bit"),
+    "qlora_ppo": Case("ppo", "a quantized base for PPO", ["ppo", "--model_name_or_path", "model", "--use_peft",
+                                                           "--load_in_8bit"],
+        "hfllm ppo cannot train on a quantized base (QLoRA is for sft, dpo, orpo, simpo, kto, reward, grpo, rloo); "
+        "drop --load_in_8bit"),
+    "qlora_adapter": Case("grpo", "a LoRA adapter as the base of QLoRA",
+        ["grpo", "--model_name_or_path", "adapter", "--use_peft", "--load_in_4bit"],
+        "adapter is a LoRA adapter; --load_in_4bit quantizes a full model: merge it first (hfllm merge "
+        "--model_name_or_path adapter --output_dir adapter-merged), or drop --load_in_4bit"),
     "no_model_type": Case("generate", "config.json without model_type",
         ["generate", "--model_name_or_path", "no-type", "--prompt", "hi"],
         "no-type/config.json has no model_type, so transformers cannot tell which model it is; save the "

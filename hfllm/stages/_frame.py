@@ -55,7 +55,7 @@ from hfllm.chat_template import ensure_chat_template, set_stop_tokens
 from hfllm.checks import check_options, input_paths, sources
 from hfllm.config import config_flag, parse_args, save_config
 from hfllm.errors import UserError
-from hfllm.loading import load_tokenizer
+from hfllm.loading import load_tokenizer, quantization_config
 from hfllm.model import torch_dtype, training_defaults
 
 
@@ -162,8 +162,13 @@ class Run:
         return tokenizer
 
     def load_model(self, loader, tokenizer=None, **kwargs):
-        """``loader`` (hfllm.loading's) on the model to start from, in the precision the flags ask for; a causal
-        LM learns where to stop from ``tokenizer``'s end-of-turn tokens."""
+        """``loader`` (hfllm.loading's) on the model to start from, in the precision the flags ask for (with
+        ``--load_in_4bit`` / ``--load_in_8bit``: its base quantized by bitsandbytes, for QLoRA; the stages that
+        cannot train on it were refused in ``start``); a causal LM learns where to stop from ``tokenizer``'s
+        end-of-turn tokens."""
+        quantized = quantization_config(self.model_args, self.dtype)
+        if quantized is not None:
+            kwargs["quantization_config"] = quantized
         model = loader(self.model_args.model_name_or_path, revision=self.model_args.model_revision,
                        dtype=self.dtype, trust_remote_code=self.trust_remote_code, **kwargs)
         if self.args.ignore_bias_buffers:  # TRL's DDP workaround for boolean buffers (attention masks)

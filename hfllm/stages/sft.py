@@ -26,7 +26,7 @@ from hfllm.data import formats
 from hfllm.data.load import ScriptArguments
 from hfllm.errors import UserError
 from hfllm.inspect.checks import summary
-from hfllm.loading import load_causal_lm, quantization_config
+from hfllm.loading import load_causal_lm
 from hfllm.scoring import answer_accuracy
 from hfllm.stages._frame import Run
 from hfllm.stages.merge import save_merged
@@ -68,8 +68,7 @@ def main(argv: list[str]) -> int:
     elif "eval_strategy" not in run.explicit:
         config.eval_strategy = "epoch" if "eval_steps" not in run.explicit else "steps"
 
-    model = run.load_model(load_causal_lm, tokenizer, attn_implementation=model_args.attn_implementation,
-                           quantization_config=quantization_config(model_args, run.dtype))  # QLoRA
+    model = run.load_model(load_causal_lm, tokenizer, attn_implementation=model_args.attn_implementation)
     measure = eval_ds is not None and args.answer_eval_samples and "answer" in eval_ds.column_names
     before = answer_accuracy(model, tokenizer, eval_ds, args.answer_eval_samples) if measure else {}
 
