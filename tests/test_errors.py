@@ -454,10 +454,10 @@ def work(tmp_path_factory) -> Path:
 def app_chat(work):
     """The Chat tab's handler, as Gradio calls it (through the app's error wrapper)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from hfllm.app import handlers as h
+    from hfllm.app import models as m
     from hfllm.app.layout import build_app
 
-    demo = build_app({"model": h.load_model(str(work / "model"))}, preference_file=work / "feedback.jsonl")
+    demo = build_app({"model": m.load_model(str(work / "model"))}, preference_file=work / "feedback.jsonl")
     return next(f.fn for f in demo.fns.values() if f.api_name == "chat")
 
 

@@ -27,6 +27,9 @@ INSPECTED_AS = {"sft": "sft", "dpo": "dpo", "orpo": "dpo", "simpo": "dpo", "rewa
                 "grpo": "grpo", "rloo": "grpo", "ppo": "grpo"}
 STAGES = tuple(INSPECTED_AS)
 SUMMARY_ROWS = 500  # enough for percentiles, quick on any dataset
+# The trainer options (beside the script arguments, all about data) that change what the summary reports.
+DATA_OPTIONS = ("max_length", "packing", "truncation_mode", "chat_template_path", "assistant_only_loss",
+                "completion_only_loss", "seed", "max_completion_length", "num_generations")
 
 
 @dataclass
