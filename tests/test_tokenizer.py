@@ -68,3 +68,38 @@ def test_bad_inputs(tmp_path, capsys, flags, message):
 def test_refuses_to_replace_a_finished_tokenizer(tiny_tokenizer, capsys):
     assert run_cli("tokenizer", "--output_dir", tiny_tokenizer) == 2
     assert "already holds a finished run; pass --overwrite" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_training_stops_the_run(tmp_path):
+    """A real SIGINT to `hfllm tokenizer` while the Rust trainer runs: exit 130 at once, one line, nothing saved
+    (the folder is neither marked as this stage's nor complete)."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = random.Random(0)
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 12))) for _ in range(150000)]
+    corpus = tmp_path / "corpus.txt"  # 5 MB of many made-up words: the merges take several seconds on 2 cores
+    corpus.write_text("".join(" ".join(rng.choices(words, k=20)) + "\n" for _ in range(30000)))
+    out = tmp_path / "tok"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "hfllm.cli", "tokenizer", "--dataset_name", str(corpus),
+                             "--vocab_size", "20000", "--output_dir", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().startswith("training a BPE tokenizer (vocab 20000)")
+    # Once the texts are read the trainer is inside Rust until it returns: where a signal used to wait.
+    assert proc.stdout.readline().endswith("texts; learning the merges\n")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=120)
+    stopped_after = time.monotonic() - sent
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "hfllm tokenizer: interrupted" and "Traceback" not in stderr
+    assert stopped_after < 2.5 and "tokenizer saved" not in stdout  # the merges alone take ~5 s here
+    assert not (out / "tokenizer.json").exists() and not (out / "metrics.json").exists()
+    assert not (out / "hfllm_run.json").exists()
