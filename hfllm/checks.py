@@ -324,6 +324,30 @@ MODEL_OPTIONS = (("model_name_or_path", "model", "causal_lm"), ("tokenizer_name_
                  ("reward_model_name_or_path", "reward model", "reward"),
                  ("value_model_name_or_path", "value model", None))
 NEEDS_FULL_MODEL = ("reward",)  # starts from a whole model: a classification head goes on top of it
+# The stages whose trainer takes a base quantized by bitsandbytes with a LoRA adapter on it (QLoRA). Not ppo:
+# its own loop trains a value model beside the policy in full precision.
+QUANTIZED_BASE = ("sft", "dpo", "orpo", "simpo", "kto", "reward", "grpo", "rloo")
+
+
+def check_quantization(command: str, values: dict) -> None:
+    """``--load_in_4bit`` / ``--load_in_8bit`` only where a LoRA adapter trains on the quantized base, from a full
+    model (an adapter would be merged into, or stacked on, 4-bit weights), with bitsandbytes installed."""
+    import importlib.util
+
+    bits = 4 if values.get("load_in_4bit") else 8
+    flag = f"--load_in_{bits}bit"
+    if command not in QUANTIZED_BASE:
+        raise UserError(f"hfllm {command} cannot train on a quantized base (QLoRA is for "
+                        f"{', '.join(QUANTIZED_BASE)}); drop {flag}")
+    if not values.get("use_peft"):
+        raise UserError(f"{flag} loads the base in {bits} bits, which only a LoRA adapter can train on (QLoRA): "
+                        f"add --use_peft, or drop {flag}")
+    model = values.get("model_name_or_path")
+    if model and model_kind(model) in ("adapter", "reward adapter"):
+        raise UserError(f"{model} is a LoRA adapter; {flag} quantizes a full model: merge it first (hfllm merge "
+                        f"--model_name_or_path {model} --output_dir {model}-merged), or drop {flag}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"{flag} needs bitsandbytes: pip install bitsandbytes (or drop {flag})")
 
 
 def check_options(command: str, parsed: list, explicit: set[str]) -> None:
@@ -354,6 +378,8 @@ def check_options(command: str, parsed: list, explicit: set[str]) -> None:
             and values["max_length"] > context:
         raise UserError(f"max_length {values['max_length']} is longer than the model's context {context}; "
                         f"lower --max_length")
+    if values.get("load_in_4bit") or values.get("load_in_8bit"):
+        check_quantization(command, values)
     if values.get("use_peft") and model:
         check_lora_targets(model, values.get("lora_target_modules"))
     if command == "pretrain" and not model and isinstance(values.get("model_type"), str):

@@ -249,20 +249,14 @@ def _load(kind: str, name_or_path: str, what: str, merge_adapter: bool, **kwargs
 
 def quantization_config(model_args, dtype: str):
     """bitsandbytes loading for QLoRA (``--load_in_4bit`` / ``--load_in_8bit``), computing in the training dtype;
-    None without those flags."""
+    None without those flags. Which stages may ask for it is hfllm.checks.check_quantization's to say."""
     from trl import get_quantization_config
 
     config = get_quantization_config(model_args)
-    if config is not None:
-        import importlib.util
-
+    if config is not None and config.load_in_4bit:
         import torch
 
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise UserError("--load_in_4bit / --load_in_8bit need bitsandbytes: pip install bitsandbytes "
-                            "(or drop the flag)")
-        if config.load_in_4bit:
-            config.bnb_4bit_compute_dtype = getattr(torch, dtype)
+        config.bnb_4bit_compute_dtype = getattr(torch, dtype)
     return config
 
 
@@ -289,13 +283,13 @@ def load_causal_lm(name_or_path: str, *, revision: str | None = None, dtype="aut
 
 
 def load_sequence_classifier(name_or_path: str, *, num_labels: int | None = None, revision: str | None = None,
-                             dtype="auto", trust_remote_code: bool = False,
-                             merge_adapter: bool = False, token: str | None = None, what: str = "reward model"):
+                             dtype="auto", trust_remote_code: bool = False, merge_adapter: bool = False,
+                             token: str | None = None, what: str = "reward model", quantization_config=None):
     """A sequence-classification model (a reward model has one label), loaded as safely as a causal LM.
     ``num_labels`` gives a new head that many outputs; None keeps the saved model's."""
     extra = {} if num_labels is None else {"num_labels": num_labels}
     return _load("sequence_classification", name_or_path, what, merge_adapter, revision=revision, dtype=dtype,
-                 trust_remote_code=trust_remote_code, token=token, **extra)
+                 trust_remote_code=trust_remote_code, token=token, **extra, **_model_kwargs(quantization_config))
 
 
 def _config_vocab_size(folder: Path) -> int | None:

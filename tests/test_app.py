@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run_cli
 from hfllm.app import handlers as h
+from hfllm.app import models as m
 from hfllm.errors import UserError
 
 PROMPT = "Once upon a time"
@@ -22,7 +23,7 @@ SAMPLING = dict(greedy=False, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, re
 
 @pytest.fixture(scope="module")
 def lm(tiny_pretrained):
-    return h.load_model(tiny_pretrained)
+    return m.load_model(tiny_pretrained)
 
 
 def make_reward(tiny_pretrained, folder: Path) -> str:
@@ -42,7 +43,7 @@ def make_reward(tiny_pretrained, folder: Path) -> str:
 
 @pytest.fixture(scope="module")
 def reward(tiny_pretrained, tmp_path_factory):
-    return h.load_reward(make_reward(tiny_pretrained, tmp_path_factory.mktemp("reward") / "reward"))
+    return m.load_reward(make_reward(tiny_pretrained, tmp_path_factory.mktemp("reward") / "reward"))
 
 
 def free_port() -> int:
@@ -206,12 +207,12 @@ def test_run_folders_are_discovered(tiny_pretrained, tmp_path):
     (run / "pretrain").symlink_to(tiny_pretrained)
     (run / "sft").mkdir()  # unfinished: skipped
     make_reward(tiny_pretrained, run / "reward")
-    models, reward_path, first = h.find_models([str(run), tiny_pretrained, "org/some-model"])
+    models, reward_path, first = m.find_models([str(run), tiny_pretrained, "org/some-model"])
     assert len(models) == 3 and "org/some-model" in models and models["org/some-model"] == "org/some-model"
     assert models["myrun/pretrain"] == str(run / "pretrain") and reward_path == str(run / "reward") and first == run
     (run / "pretrain").unlink()
     with pytest.raises(UserError, match="no finished model stage .*sft not finished"):
-        h.find_models([str(run)])
+        m.find_models([str(run)])
 
 
 def test_main_loads_a_run_and_warns_about_open_hosts(tiny_pretrained, tmp_path, monkeypatch, capsys):
@@ -351,3 +352,49 @@ def test_twenty_concurrent_chats_all_finish(client):
     assert all(a[1][-1]["role"] == "assistant" for a in answers)
     assert time.time() - start < 180
     assert threading.active_count() < 200
+
+
+# --- the Data tab: what each loaded model was trained on -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sft_stage(tiny_pretrained, tmp_path_factory):
+    from conftest import QUIET, run_cli
+
+    root = tmp_path_factory.mktemp("data-tab")
+    chats = root / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Say {i}."},
+                                                      {"role": "assistant", "content": f"{i}."}]}) + "\n"
+                             for i in range(12)))
+    assert run_cli("sft", "--model_name_or_path", tiny_pretrained, "--dataset_name", chats, "--max_steps", "1",
+                   "--max_length", "48", "--answer_eval_samples", "0", "--output_dir", root / "sft", *QUIET) == 0
+    return root / "sft", chats
+
+
+def test_data_tab_shows_what_a_stage_folder_trained_on(sft_stage, tiny_pretrained, tmp_path):
+    from hfllm.app.layout import build_app
+
+    folder, chats = sft_stage
+    lm_sft = m.load_model(str(folder))
+    text = m.training_data(str(folder), lm_sft[1])
+    assert "data of sft, its first 500 training rows at most" in text
+    assert "messages; 12 rows read, 12 rows to train on" in text and "max_length 48" in text
+    pretrain = m.training_data(tiny_pretrained, lm_sft[1])
+    assert pretrain.endswith("its stage (pretrain) trains on no data hfllm inspect reads, so there is no training "
+                             "data to show.")
+    demo = build_app({"sft": lm_sft, "hub": lm_sft}, None, tmp_path / "feedback.jsonl",
+                     sources={"sft": str(folder), "hub": "org/some-model"})
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        from gradio_client import Client
+
+        client = Client(demo.local_url, verbose=False)
+        assert client.predict("sft", api_name="/data") == text
+        assert "no hfllm stage folder" in client.predict("hub", api_name="/data")
+        chats.rename(chats.with_suffix(".moved"))  # shown once computed; a fresh app says where the data went
+        moved = m.training_data(str(folder), lm_sft[1])
+        assert moved.startswith(f"{folder} was trained by hfllm sft, but its data cannot be read now: ")
+        assert "chats.jsonl" in moved
+    finally:
+        demo.close()
+        if chats.with_suffix(".moved").exists():
+            chats.with_suffix(".moved").rename(chats)

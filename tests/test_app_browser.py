@@ -14,7 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest
 
-from hfllm.app import handlers as h
+from hfllm.app import models as m
 from test_app import serve
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,7 +37,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app(tiny_pretrained, tmp_path_factory):
-    lm = h.load_model(tiny_pretrained)
+    lm = m.load_model(tiny_pretrained)
     feedback = tmp_path_factory.mktemp("browser") / "feedback.jsonl"
     demo, url = serve({"tiny": lm, "tiny-copy": lm}, None, feedback)
     yield url, feedback

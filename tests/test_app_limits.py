@@ -14,12 +14,13 @@ import pytest
 from conftest import run_cli
 from hfllm import run_folder
 from hfllm.app import handlers as h
+from hfllm.app import models as m
 from hfllm.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def lm(tiny_pretrained):
-    return h.load_model(tiny_pretrained)
+    return m.load_model(tiny_pretrained)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -89,9 +90,9 @@ def test_votes_go_beside_the_run(tmp_path):
     stage = tmp_path / "runs" / "tiny" / "sft"
     stage.mkdir(parents=True)
     run_folder.write_metrics(stage, {}, stage="sft")
-    assert h.feedback_file([str(stage)], None) == (tmp_path / "runs" / "tiny").resolve() / "feedback.jsonl"
-    assert h.feedback_file([str(stage)], tmp_path / "runs" / "tiny") == tmp_path / "runs" / "tiny" / "feedback.jsonl"
-    assert h.feedback_file(["someone/model"], None) == run_folder.Path("runs/feedback.jsonl")
+    assert m.feedback_file([str(stage)], None) == (tmp_path / "runs" / "tiny").resolve() / "feedback.jsonl"
+    assert m.feedback_file([str(stage)], tmp_path / "runs" / "tiny") == tmp_path / "runs" / "tiny" / "feedback.jsonl"
+    assert m.feedback_file(["someone/model"], None) == run_folder.Path("runs/feedback.jsonl")
 
 
 def test_generate_with_a_seed_torch_cannot_take_is_one_line(capsys):

@@ -223,8 +223,8 @@ CASES = {
     "chat_auth": Case("chat", "--auth without a password", ["chat", "model", "--auth", "admin"],
                       "--auth takes user:password (both non-empty)"),
     "inspect_stage": Case("inspect", "a stage whose data inspect does not read",
-                          ["inspect", "--stage", "ppo", "--model_name_or_path", "model"],
-                          "--stage 'ppo': choose one of sft, dpo, reward, grpo"),
+                          ["inspect", "--stage", "pretrain", "--model_name_or_path", "model"],
+                          "--stage 'pretrain': choose one of sft, dpo, orpo, simpo, reward, kto, grpo, rloo, ppo"),
     "inspect_model": Case("inspect", "no model named", ["inspect", "--dataset_name", "chats.jsonl"],
                           "inspect needs the model whose tokenizer and template to use: set --model_name_or_path"),
     "run_key": Case("run", "unknown key in the pipeline file", ["run", "pipeline_typo.yaml"],
@@ -265,6 +265,18 @@ CASES = {
         ["reward", "--model_name_or_path", "adapter"],
         "adapter is a LoRA adapter; hfllm reward starts from a full model: merge it first (hfllm merge "
         "--model_name_or_path adapter --output_dir adapter-merged), or train the SFT stage with --merge_lora"),
+    "qlora_no_peft": Case("dpo", "--load_in_4bit without --use_peft",
+        ["dpo", "--model_name_or_path", "model", "--load_in_4bit"],
+        "--load_in_4bit loads the base in 4 bits, which only a LoRA adapter can train on (QLoRA): add --use_peft, "
+        "or drop --load_in_4bit"),
+    "qlora_ppo": Case("ppo", "a quantized base for PPO", ["ppo", "--model_name_or_path", "model", "--use_peft",
+                                                           "--load_in_8bit"],
+        "hfllm ppo cannot train on a quantized base (QLoRA is for sft, dpo, orpo, simpo, kto, reward, grpo, rloo); "
+        "drop --load_in_8bit"),
+    "qlora_adapter": Case("grpo", "a LoRA adapter as the base of QLoRA",
+        ["grpo", "--model_name_or_path", "adapter", "--use_peft", "--load_in_4bit"],
+        "adapter is a LoRA adapter; --load_in_4bit quantizes a full model: merge it first (hfllm merge "
+        "--model_name_or_path adapter --output_dir adapter-merged), or drop --load_in_4bit"),
     "no_model_type": Case("generate", "config.json without model_type",
         ["generate", "--model_name_or_path", "no-type", "--prompt", "hi"],
         "no-type/config.json has no model_type, so transformers cannot tell which model it is; save the "
@@ -457,10 +469,10 @@ def work(tmp_path_factory) -> Path:
 def app_chat(work):
     """The Chat tab's handler, as Gradio calls it (through the app's error wrapper)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from hfllm.app import handlers as h
+    from hfllm.app import models as m
     from hfllm.app.layout import build_app
 
-    demo = build_app({"model": h.load_model(str(work / "model"))}, preference_file=work / "feedback.jsonl")
+    demo = build_app({"model": m.load_model(str(work / "model"))}, preference_file=work / "feedback.jsonl")
     return next(f.fn for f in demo.fns.values() if f.api_name == "chat")
 
 

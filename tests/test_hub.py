@@ -125,7 +125,7 @@ def test_push_round_trips(hub_server, run_dir, tmp_path):  # noqa: F811
         from peft import AutoPeftModelForCausalLM
         from transformers import AutoModelForCausalLM
         from hfllm.hub.push import push, repo_for_stage
-        from hfllm.app.handlers import find_models, load_model
+        from hfllm.app.models import find_models, load_model
         api = HfApi()
         names, _, _ = find_models(["tester/adapter"])  # what `hfllm chat tester/adapter` loads
         stage_url = push(%r, repo_for_stage(None, %r))  # a stage's push_to_hub with no hub_model_id

@@ -119,7 +119,7 @@ def test_inspect_grpo_uses_hfllm_grpo_defaults(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--stage", "ppo"], "--stage 'ppo': choose one of sft, dpo, reward, grpo"),
+    (["--stage", "pretrain"], "--stage 'pretrain': choose one of sft, dpo, orpo, simpo, reward, kto, grpo, rloo, ppo"),
     ([], "inspect needs the model whose tokenizer and template to use"),
     (["--model_name_or_path", "MODEL", "--color", "pink"], "--color 'pink': choose auto, always or never"),
     (["--model_name_or_path", "MODEL", "--max_lenght", "9"],
@@ -129,3 +129,54 @@ def test_inspect_bad_inputs(capsys, flags, message):
     flags = [str(replica("qwen2.5")) if f == "MODEL" else f for f in flags]
     assert run_cli("inspect", *flags) == 2
     assert message in capsys.readouterr().err
+
+
+# --- the summary every training stage prints before its model loads ------------------------------------------
+
+SUMMARY_SEEN = {  # what each stage's data (its built-in default, first 30 rows) reads as
+    "sft": "30 rows read, 30 rows to train on", "dpo": "30 pairs read, 30 to train on",
+    "orpo": "30 pairs read, 30 to train on", "simpo": "30 pairs read, 30 to train on",
+    "reward": "30 pairs read, 30 to train on", "kto": "60 rows to train on: 30 desirable, 30 undesirable",
+    "grpo": "prompts; 30 read, all used", "rloo": "prompts; 30 read, all used", "ppo": "prompts; 30 read, all used"}
+
+
+@pytest.mark.parametrize("stage", list(SUMMARY_SEEN))
+def test_every_training_stage_has_a_data_summary(stage, tiny_pretrained):
+    import dataclasses
+    import importlib
+
+    from hfllm.config import parse_args
+    from hfllm.inspect import INSPECTED_AS, stage_summary
+    from hfllm.loading import load_tokenizer
+    from hfllm.stages import STAGES
+    from hfllm.stages._frame import stage_defaults
+
+    assert set(SUMMARY_SEEN) == set(INSPECTED_AS)  # every training stage but pretrain (plain text)
+    module = importlib.import_module(STAGES[stage].module)
+    parsed, explicit = parse_args(module.ARGUMENTS, ["--model_name_or_path", tiny_pretrained, "--max_train_samples",
+                                                     "30", "--max_length" if stage not in ("grpo", "rloo", "ppo")
+                                                     else "--seed", "64"], defaults=stage_defaults(stage))
+    cfg = next((p for p in parsed if hasattr(p, "output_dir")), parsed[0])
+    options = lambda: {f.name: repr(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}  # noqa: E731
+    before = options()
+    tokenizer = load_tokenizer(tiny_pretrained)
+    template = tokenizer.chat_template
+    lines = stage_summary(stage, tokenizer, parsed[0], cfg, explicit)
+    assert lines[0] == (f"data of {stage}, its first 500 training rows at most (hfllm inspect --stage {stage} "
+                        "shows more):")
+    assert 4 <= len(lines) <= 8 and SUMMARY_SEEN[stage] in lines[1]  # a few lines, the first on the rows
+    if stage not in ("grpo", "rloo", "ppo"):
+        assert "max_length 64" in "\n".join(lines)
+    assert options() == before and tokenizer.chat_template == template  # the stage's own are left as they were
+
+
+def test_a_stage_prints_its_data_summary_before_loading_the_model(tiny_pretrained, tmp_path, capsys):
+    from conftest import QUIET
+
+    assert run_cli("orpo", "--model_name_or_path", tiny_pretrained, "--max_train_samples", "12", "--max_steps", "1",
+                   "--max_length", "64", "--eval_samples", "2", "--per_device_train_batch_size", "2",
+                   "--output_dir", tmp_path / "orpo", *QUIET) == 0
+    out = capsys.readouterr().out
+    summary = out.split("data of orpo, its first 500 training rows at most")[1]
+    assert "preference; 12 pairs read, 12 to train on" in summary.splitlines()[1]
+    assert "of the tokens (the answers) carry the loss" in summary or "tokens (the answers) carry the loss" in summary

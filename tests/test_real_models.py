@@ -149,7 +149,8 @@ def test_the_readme_flow_recipe_sft_chat_push(tmp_path, hub_server):  # noqa: F8
     import subprocess
     import sys
 
-    from hfllm.app.handlers import fit_chat, load_model
+    from hfllm.app.handlers import fit_chat
+    from hfllm.app.models import load_model
 
     recipe = Path(__file__).resolve().parents[1] / "configs/recipes/Qwen2.5-0.5B-Instruct/sft_lora.yaml"
     data = tmp_path / "chats.jsonl"

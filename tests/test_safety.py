@@ -44,7 +44,7 @@ def pickled(work, tmp_path):  # noqa: F811
 
 
 def test_pickle_only_folder_is_refused_and_never_unpickled(pickled, tmp_path, capsys):
-    from hfllm.app import handlers as h
+    from hfllm.app import models as m
 
     folder, marker = pickled
     proof = tmp_path / "proof"  # the payload is real: unpickled without weights_only, it runs
@@ -55,7 +55,7 @@ def test_pickle_only_folder_is_refused_and_never_unpickled(pickled, tmp_path, ca
     words = f"{folder} holds its weights only as a pickle file (pytorch_model.bin), which can run code when loaded"
     assert run_cli("generate", "--model_name_or_path", folder, "--prompt", "the cat") == 2
     assert words in capsys.readouterr().err
-    for load in (loading.load_causal_lm, loading.load_sequence_classifier, h.load_model, h.load_reward):
+    for load in (loading.load_causal_lm, loading.load_sequence_classifier, m.load_model, m.load_reward):
         with pytest.raises(UserError, match="hfllm loads safetensors only"):
             load(str(folder))
     assert not marker.exists()

@@ -86,3 +86,38 @@ def test_plain_text_is_read_line_by_line_as_datasets_would(tmp_path):
         assert list(iter_lines(files)) == expected
     assert len(expected) == 6 and expected[2:] == ["three\x0cfour\u2028five", "six", "# seven", "éight ✓"]
     assert plain_text_files(str(tmp_path / "rows.jsonl")) is None and plain_text_files("builtin:sft") is None
+
+
+def test_ctrl_c_during_training_stops_the_run(tmp_path):
+    """A real SIGINT to `hfllm tokenizer` while the Rust trainer runs: exit 130 at once, one line, nothing saved
+    (the folder is neither marked as this stage's nor complete)."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = random.Random(0)
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 12))) for _ in range(150000)]
+    corpus = tmp_path / "corpus.txt"  # 5 MB of many made-up words: the merges take several seconds on 2 cores
+    corpus.write_text("".join(" ".join(rng.choices(words, k=20)) + "\n" for _ in range(30000)))
+    out = tmp_path / "tok"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "hfllm.cli", "tokenizer", "--dataset_name", str(corpus),
+                             "--vocab_size", "20000", "--output_dir", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().startswith("training a BPE tokenizer (vocab 20000)")
+    # Once the texts are read the trainer is inside Rust until it returns: where a signal used to wait.
+    assert proc.stdout.readline().endswith("texts; learning the merges\n")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=120)
+    stopped_after = time.monotonic() - sent
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "hfllm tokenizer: interrupted" and "Traceback" not in stderr
+    assert stopped_after < 2.5 and "tokenizer saved" not in stdout  # the merges alone take ~5 s here
+    assert not (out / "tokenizer.json").exists() and not (out / "metrics.json").exists()
+    assert not (out / "hfllm_run.json").exists()

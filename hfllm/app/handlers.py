@@ -3,8 +3,9 @@
 Everything here takes loaded models and plain values and returns plain values
 (strings, lists of messages, pandas DataFrames), so it is tested without a
 browser. Decoding is hfllm.generate's (transformers' own); this module adds the
-limits a shared demo needs, context fitting for multi-turn chat, reward scoring,
-the preference file and the discovery of models in run folders.
+limits a shared demo needs, context fitting for multi-turn chat, reward scoring
+and the preference file. Which models are served, and what they were trained on,
+is models.py's.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from pathlib import Path
 
 import torch
 
-from hfllm import run_folder
 from hfllm.checks import COUNT, POSITIVE, POSITIVE_REAL, SEED, SHARE, Range, number
-from hfllm.errors import UserError, first_line
+from hfllm.errors import UserError
 from hfllm.generate import GenerateArguments, format_prompt, generate, next_token_distribution, sampling_kwargs
-from hfllm.stages import MODEL_STAGES, REWARD_STAGES
 
 MAX_PROMPT_CHARS = 8000   # a message longer than this is refused before tokenizing
 MAX_NEW_TOKENS = 512      # whatever a client asks for
@@ -345,91 +344,3 @@ def append_jsonl(path: str | Path, row: dict) -> int:
             os.fsync(f.fileno())
         with open(path, "rb") as f:
             return sum(1 for raw in f if raw.strip())
-
-
-# --- Finding and loading models --------------------------------------------------------------
-
-def is_run_folder(path: Path) -> bool:
-    return (path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
-            and any((path / stage).is_dir() for stage in (*MODEL_STAGES, *REWARD_STAGES)))
-
-
-def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | None]:
-    """Model names -> paths (or Hub ids), the first run folder's reward model, and the first run folder."""
-    models, reward, first_run = {}, None, None
-    for source in sources:
-        path = Path(source).expanduser()
-        if is_run_folder(path):
-            first_run = first_run or path
-            found = [s for s in MODEL_STAGES if run_folder.is_complete(path / s)]
-            if not found:
-                unfinished = [s for s in MODEL_STAGES if (path / s).is_dir()]
-                raise UserError(f"run folder {source} holds no finished model stage"
-                                + (f" ({', '.join(unfinished)} not finished: no metrics.json)" if unfinished else ""))
-            for stage in found:
-                models[_unique(models, f"{path.resolve().name}/{stage}")] = str(path / stage)
-            done = [s for s in REWARD_STAGES if run_folder.is_complete(path / s)]
-            if reward is None and done:
-                reward = str(path / done[0])
-        else:
-            from hfllm.checks import check_model_kind
-            from hfllm.loading import check_model_source
-
-            check_model_source(source)  # before any model loads: a typo fails at once
-            check_model_kind(source, "causal_lm", None, "chat")
-            name = "/".join(path.resolve().parts[-2:]) if path.exists() else source
-            models[_unique(models, name)] = source
-    return models, reward, first_run
-
-
-def feedback_file(sources: list[str], first_run: Path | None) -> Path:
-    """Where Compare votes go: beside the run (the run folder given, or the one around a stage folder given);
-    runs/feedback.jsonl when only Hub ids or other folders are served."""
-    if first_run is not None:
-        return first_run / "feedback.jsonl"
-    for source in sources:
-        path = Path(source).expanduser()
-        if (path / run_folder.METRICS).is_file() or (path / run_folder.MARKER).is_file():  # an hfllm stage folder
-            return path.resolve().parent / "feedback.jsonl"
-    return Path("runs/feedback.jsonl")
-
-
-def _unique(taken: dict, name: str) -> str:
-    out, i = name, 2
-    while out in taken:
-        out, i = f"{name} ({i})", i + 1
-    return out
-
-
-def _device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_model(source: str, trust_remote_code: bool = False):
-    """(model, tokenizer) ready for generation; any failure is a one-line UserError."""
-    from hfllm.chat_template import ensure_chat_template
-    from hfllm.loading import check_model_source, load_causal_lm, load_tokenizer
-
-    check_model_source(source)
-    try:
-        tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
-        model = load_causal_lm(source, trust_remote_code=trust_remote_code).to(_device()).eval()
-    except UserError:
-        raise
-    except Exception as exc:  # safetensors, json, shape mismatches: one line, not a traceback
-        raise UserError(f"could not load model '{source}': {first_line(exc, with_type=True)}") from None
-    if ensure_chat_template(tokenizer):
-        print(f"note: {source} has no chat template; the chat tab uses hfllm's (role markers as plain text)")
-    return model, tokenizer
-
-
-def load_reward(source: str, trust_remote_code: bool = False):
-    """The reward model as hfllm.rewards' scorer: conversations in, one score each."""
-    from hfllm.rewards import RewardModelScorer
-
-    try:
-        return RewardModelScorer(source, device=_device(), dtype="auto", trust_remote_code=trust_remote_code)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(f"could not load reward model '{source}': {first_line(exc, with_type=True)}") from None

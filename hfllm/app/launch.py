@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfllm.app import handlers as h
+from hfllm.app import models as m
 from hfllm.config import renamed
 from hfllm.errors import UserError, first_line
 
@@ -40,21 +40,21 @@ def load_app(sources: list[str], reward_model: str | None = None, preference_fil
     (the Blocks, the file Compare votes go to)."""
     if not sources:
         raise UserError("which model? pass a run folder, a model folder or a Hub id: hfllm chat runs/tiny")
-    paths, reward_path, first_run = h.find_models(sources)
+    paths, reward_path, first_run = m.find_models(sources)
     reward_path = reward_model or reward_path
-    preference_file = Path(preference_file or h.feedback_file(sources, first_run))
+    preference_file = Path(preference_file or m.feedback_file(sources, first_run))
     print(f"votes from the Compare tab go to {preference_file}")  # before the (slow) loading: where, said once
     models = {}
     for name, path in paths.items():
         print(f"loading {name} ({path})")
-        models[name] = h.load_model(path, trust_remote_code=trust_remote_code)
+        models[name] = m.load_model(path, trust_remote_code=trust_remote_code)
     reward = None
     if reward_path:
         print(f"loading reward model ({reward_path})")
-        reward = h.load_reward(reward_path, trust_remote_code=trust_remote_code)
+        reward = m.load_reward(reward_path, trust_remote_code=trust_remote_code)
     from hfllm.app.layout import build_app
 
-    return build_app(models, reward, preference_file, concurrency_limit), preference_file
+    return build_app(models, reward, preference_file, concurrency_limit, sources=paths), preference_file
 
 
 USAGE = ("usage: hfllm chat RUN_OR_MODEL [RUN_OR_MODEL ...] [--port 7860] [--host 127.0.0.1] [--share] "

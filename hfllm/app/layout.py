@@ -1,8 +1,9 @@
-"""The Gradio playground's layout: chat, sampling lab, side-by-side compare, best-of-N, tokenizer.
+"""The Gradio playground's layout: chat, sampling lab, side-by-side compare, best-of-N, tokenizer, data.
 
 ``hfllm chat`` (launch.py) loads the models and serves what ``build_app`` builds. Votes in the Compare tab append preference pairs to a JSONL file that
 ``hfllm dpo --dataset_name runs/tiny/feedback.jsonl`` (or ``hfllm reward``) trains on.
-The logic lives in hfllm.app.handlers; this file is the layout and the wiring.
+The logic lives in hfllm.app.handlers (and models.py: what the models were trained on); this file is the
+layout and the wiring.
 """
 
 import functools
@@ -15,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from hfllm.app import handlers as h
+from hfllm.app import models as m
 from hfllm.app.launch import CONCURRENCY
 from hfllm.errors import UserError, first_line, user_line
 from hfllm.generate import format_prompt, stream
@@ -104,9 +106,10 @@ def _warn(notes):
 
 
 def build_app(models: dict, reward=None, preference_file: str | Path = "runs/feedback.jsonl",
-              concurrency_limit: int = CONCURRENCY) -> gr.Blocks:
+              concurrency_limit: int = CONCURRENCY, sources: dict | None = None) -> gr.Blocks:
     """The playground for loaded models: ``models`` maps a name to (model, tokenizer); ``reward`` is a
-    hfllm.rewards.RewardModelScorer or None."""
+    hfllm.rewards.RewardModelScorer or None; ``sources`` maps a name to the folder or Hub id it was loaded
+    from (the Data tab reads the training data a stage folder records)."""
     if not models:
         raise UserError("no model to serve")
     names = list(models)
@@ -235,6 +238,17 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
             stops.stop(request, tab)
         return stop
 
+    data_shown: dict[str, str] = {}
+
+    @_ui_errors
+    def data(model_name):
+        tokenizer = pick(model_name)[1]
+        if model_name not in data_shown:  # a second or two of tokenizing: once per model
+            source = (sources or {}).get(model_name)
+            data_shown[model_name] = m.training_data(source, tokenizer) if source else (
+                f"{model_name}: the folder it was loaded from is not known here, so neither is its training data.")
+        return data_shown[model_name]
+
     @_ui_errors
     def tokenize(text, model_name, as_chat):
         return h.token_spans(pick(model_name)[1], text or "", bool(as_chat))
@@ -358,5 +372,12 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                 tok_btn.click(tokenize, *tok_io, api_name="tokenize")
                 for trigger in (tok_text.submit, tok_chat.change, model_pick.change, demo.load):
                     trigger(tokenize, *tok_io, api_visibility="private")
+
+            with gr.Tab("Data", id="data"):
+                gr.Markdown("What the model's stage trained on, as it summarised it before training: its first "
+                            "500 rows through the model's tokenizer (`hfllm inspect` shows more).")
+                data_btn = gr.Button("Show the training data", variant="primary")
+                data_out = gr.Markdown(elem_id="data-summary")
+                data_btn.click(data, [model_pick], data_out, api_name="data")
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=QUEUE_SIZE)
     return demo

@@ -4,6 +4,8 @@
     hfllm inspect --stage dpo --config configs/recipes/Qwen2.5-0.5B-Instruct/dpo_lora.yaml --html dpo.html
     hfllm inspect --stage grpo --model_name_or_path runs/tiny/sft --dataset_name builtin:prompts
 
+Every training stage (sft, dpo, orpo, simpo, reward, kto, grpo, rloo, ppo) prints the same report, without
+examples and on its first rows, before its model loads (``stage_summary``).
 Takes the stage's own flags, config and defaults. Reports the format; rows kept and dropped, with the
 reason; token lengths and the share cut at max_length; the share of tokens that carry loss; the template
 checks (generation markers or TRL's training copy, prefix-preserving, end-of-turn trained, pad == eos);
@@ -19,7 +21,15 @@ from dataclasses import dataclass, field
 
 from hfllm.errors import UserError
 
-STAGES = ("sft", "dpo", "reward", "grpo")  # names in hfllm.stages.STAGES whose data hfllm inspect reads
+# Every training stage's data (names in hfllm.stages.STAGES), read the way the stage it is like prepares it:
+# ORPO and SimPO tokenize pairs as DPO does; RLOO and PPO sample answers to prompts as GRPO does.
+INSPECTED_AS = {"sft": "sft", "dpo": "dpo", "orpo": "dpo", "simpo": "dpo", "reward": "reward", "kto": "kto",
+                "grpo": "grpo", "rloo": "grpo", "ppo": "grpo"}
+STAGES = tuple(INSPECTED_AS)
+SUMMARY_ROWS = 500  # enough for percentiles, quick on any dataset
+# The trainer options (beside the script arguments, all about data) that change what the summary reports.
+DATA_OPTIONS = ("max_length", "packing", "truncation_mode", "chat_template_path", "assistant_only_loss",
+                "completion_only_loss", "seed", "max_completion_length", "num_generations")
 
 
 @dataclass
@@ -72,7 +82,7 @@ def run(argv: list[str]):
 
     from hfllm.chat_template import ensure_chat_template
     from hfllm.config import parse_args
-    from hfllm.inspect.stage_data import Context, Report, inspect_grpo, inspect_preference, inspect_sft
+    from hfllm.inspect.stage_data import Context, Report
     from hfllm.loading import check_model_source, load_tokenizer
     from hfllm.stages import STAGES as ALL_STAGES
     from hfllm.stages._frame import stage_defaults
@@ -82,9 +92,10 @@ def run(argv: list[str]):
     if stage not in STAGES:
         raise UserError(f"--stage {stage!r}: choose one of {', '.join(STAGES)}")
     module = importlib.import_module(ALL_STAGES[stage].module)
-    (opts, args, cfg, model_args), explicit = parse_args(
+    (opts, args, *rest), explicit = parse_args(
         [InspectArguments, *module.ARGUMENTS], argv, prog="hfllm inspect",
-        defaults=stage_defaults(stage, {**module.DEFAULTS, "output_dir": "runs/inspect"}))
+        defaults=stage_defaults(stage, {**getattr(module, "DEFAULTS", {}), "output_dir": "runs/inspect"}))
+    cfg, model_args = (rest if len(rest) == 2 else (args, *rest))  # ppo: one dataclass holds every option
     if opts.color not in ("auto", "always", "never"):
         raise UserError(f"--color {opts.color!r}: choose auto, always or never")
     if opts.num_examples < 0 or opts.max_rows < 1:
@@ -100,13 +111,48 @@ def run(argv: list[str]):
     report.add("model", f"{model_args.model_name_or_path} ({type(tokenizer).__name__}, {len(tokenizer)} tokens)")
     ctx = Context(tokenizer, args, cfg, explicit, opts.max_rows, opts.num_examples)
     datasets.disable_progress_bars()  # a report, not a log
-    if stage == "sft":
+    inspect_stage(stage, ctx, report)
+    return report
+
+
+def inspect_stage(stage: str, ctx, report) -> None:
+    """Fill ``report`` with the lines on the data of ``stage`` (any training stage; INSPECTED_AS says how)."""
+    from hfllm.inspect.stage_data import inspect_grpo, inspect_kto, inspect_preference, inspect_sft
+
+    kind = INSPECTED_AS[stage]
+    if kind == "sft":
         inspect_sft(ctx, report)
-    elif stage in ("dpo", "reward"):
-        inspect_preference(ctx, report, stage)
+    elif kind in ("dpo", "reward"):
+        inspect_preference(ctx, report, kind)
+    elif kind == "kto":
+        inspect_kto(ctx, report)
     else:
         inspect_grpo(ctx, report)
-    return report
+
+
+def stage_summary(stage: str, tokenizer, args, cfg, explicit: set) -> list[str]:
+    """The few lines a training stage prints before its model loads (and the playground's Data tab shows): the
+    report of ``hfllm inspect`` on its first SUMMARY_ROWS training rows, without examples. Reads copies: the
+    stage's arguments and the tokenizer's template stay as they are. [] for a stage with no such data."""
+    import datasets
+    from datasets.utils.tqdm import are_progress_bars_disabled
+
+    from hfllm.inspect.stage_data import Context, Report, _copy
+
+    if stage not in INSPECTED_AS:
+        return []
+    report, template = Report(stage), tokenizer.chat_template
+    bars = not are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        inspect_stage(stage, Context(tokenizer, args, _copy(cfg), set(explicit), SUMMARY_ROWS, 0), report)
+    finally:
+        tokenizer.chat_template = template
+        if bars:
+            datasets.enable_progress_bars()
+    width = max((len(label) for label, _ in report.lines), default=0)
+    return [f"data of {stage}, its first {SUMMARY_ROWS} training rows at most (hfllm inspect --stage {stage} "
+            "shows more):"] + [f"  {label:<{width}}  {text}" for label, text in report.lines]
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""What hfllm inspect measures, and the one line hfllm sft prints before training.
+"""What hfllm inspect measures (and every training stage, in its summary before training).
 
 Everything here reads rows as the stage's own code prepared them (TRL's ``_prepare_dataset`` and
 collators), so the numbers are the trainer's.
@@ -79,21 +79,6 @@ def end_of_turn_rows(tokenizer, prepared) -> tuple[int, int]:
     rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in first]
     collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
     return trained_end_of_turn(collator, rows, end_of_turn_ids(tokenizer))
-
-
-def summary(tokenizer, prepared, cfg, plan=None) -> str:
-    """The line ``hfllm sft`` prints before training, from the dataset the trainer prepared."""
-    rows_in_all = len(prepared)
-    prepared = prepared.select(range(min(2000, rows_in_all)))  # a sample is enough, and quick on any dataset
-    lengths = [len(r) for r in prepared["input_ids"]]
-    trained = sum(sum(label != -100 for label in r) for r in prepared["labels"])
-    ok, n = end_of_turn_rows(tokenizer, prepared)
-    what = "packed rows" if cfg.packing else "rows"
-    how = f"; assistant turns: {plan.mode}" if plan else ""
-    sample = f" (the first {len(lengths)})" if len(lengths) < rows_in_all else ""
-    return (f"data: {rows_in_all} {what}{sample}, tokens per row {percentiles(lengths)} (max_length {cfg.max_length}); "
-            f"{share(trained, sum(lengths))} of tokens carry loss; an end-of-turn token is trained in {ok} of the "
-            f"first {n} rows{how} (hfllm inspect shows more)")
 
 
 def sft_prepare(tokenizer, dataset, args):

@@ -92,6 +92,9 @@ def inspect_preference(ctx: Context, report: Report, stage: str) -> None:
     from hfllm.data import formats
 
     tokenizer, cfg = ctx.tokenizer, ctx.cfg
+    own = stage == "reward" or hasattr(cfg, "truncation_mode")  # ORPO's and CPO's (SimPO) configs have none:
+    if not own:  # their pairs are tokenized as DPO does here, nothing dropped, and they cut long pairs their own way
+        cfg = _copy(cfg, truncation_mode="keep_end")
     train, _, fmt, rows = formats.load_train_eval(_train_only(ctx.args, ctx.limit), "preference", cfg.seed)
     pairs = formats.pair_columns(train)
     trainer_cls = DPOTrainer if stage == "dpo" else RewardTrainer
@@ -109,7 +112,8 @@ def inspect_preference(ctx: Context, report: Report, stage: str) -> None:
         lengths = [len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in full]
         report.add("tokens", f"prompt + longer answer {percentiles(lengths)}; "
                              f"{share(sum(n > (cfg.max_length or n) for n in lengths), len(lengths))} cut at "
-                             f"max_length {cfg.max_length} (the collator keeps the start)")
+                             f"max_length {cfg.max_length} (" + ("the collator keeps the "
+                             + cfg.truncation_mode.removeprefix("keep_") if own else "the trainer's own cut") + ")")
         total = trained = ends = 0
         for r in prepared:
             for answer in (r["chosen_ids"], r["rejected_ids"]):
@@ -144,7 +148,31 @@ def inspect_preference(ctx: Context, report: Report, stage: str) -> None:
     before_end = sum(r[k][-1] == tokenizer.pad_token_id for r in prepared for k in ("chosen_ids", "rejected_ids"))
     report.add("loss", f"one score per sequence, read at its last token that is not the pad token "
                        f"{tokenizer.pad_token!r}; {before_end} of {2 * len(prepared)} sequences end with it, so their "
-                       f"score is read before it (in the examples at {sorted(set(scored))})")
+                       f"score is read before it" + (f" (in the examples at {sorted(set(scored))})" if scored else ""))
+
+
+def inspect_kto(ctx: Context, report: Report) -> None:
+    """KTO's unpaired rows (pairs split in two, as the stage does): answers to keep and to avoid, and their lengths."""
+    from trl.data_utils import maybe_apply_chat_template
+
+    from hfllm.data import unpaired
+
+    tokenizer, cfg = ctx.tokenizer, ctx.cfg
+    train, _, _, fmt, dropped = unpaired.load_train_eval(_train_only(ctx.args, ctx.limit), cfg.seed)
+    desirable = sum(train["label"])
+    report.add("data", f"{fmt}; {len(train)} rows to train on: {desirable} desirable, {len(train) - desirable} "
+                       "undesirable")
+    report.add("dropped", f"{dropped} bad or empty")
+    lengths, answers = [], []
+    for row in train:
+        text = maybe_apply_chat_template({"prompt": row["prompt"], "completion": row["completion"]}, tokenizer)
+        count = [len(tokenizer(text[k], add_special_tokens=False)["input_ids"]) for k in ("prompt", "completion")]
+        lengths.append(sum(count))
+        answers.append(count[1])
+    cut = sum(n > cfg.max_length for n in lengths) if cfg.max_length else 0
+    report.add("tokens", f"prompt + answer {percentiles(lengths)}; {share(cut, len(lengths))} longer than "
+                         f"max_length {cfg.max_length}")
+    report.add("loss", f"{share(sum(answers), sum(lengths))} of the tokens (the answers) carry the loss")
 
 
 def inspect_grpo(ctx: Context, report: Report) -> None:
@@ -158,8 +186,11 @@ def inspect_grpo(ctx: Context, report: Report) -> None:
     end_ids = end_of_turn_ids(tokenizer)
     report.add("data", f"prompts; {len(prompts)} read, all used; extra columns for the rewards: "
                        f"{', '.join(c for c in prompts.column_names if c != 'prompt') or 'none'}")
-    report.add("tokens", f"prompt {percentiles([len(i) for i in ids])}; answers up to max_completion_length "
-                         f"{cfg.max_completion_length}, {cfg.num_generations} per prompt")
+    # PPO's answer length is its response_length, one answer a prompt
+    length = ("max_completion_length", cfg.max_completion_length) if hasattr(cfg, "max_completion_length") else \
+        ("response_length", cfg.response_length)
+    report.add("tokens", f"prompt {percentiles([len(i) for i in ids])}; answers up to {length[0]} {length[1]}, "
+                         f"{getattr(cfg, 'num_generations', 1)} per prompt")
     report.add("loss", "on the sampled answers' tokens, up to and including the stop token")
     report.add("end of turn", f"generation stops at {[tokenizer.convert_ids_to_tokens(i) for i in end_ids]}; "
                               + pad_line(tokenizer, end_ids))

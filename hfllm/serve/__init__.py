@@ -33,7 +33,8 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from hfllm.app.handlers import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, MAX_SECONDS, find_models, load_model
+from hfllm.app.handlers import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, MAX_SECONDS
+from hfllm.app.models import find_models, load_model
 from hfllm.app.launch import split_positionals
 from hfllm.errors import UserError
 from hfllm.serve.requests import APIError, Job, cut_at_stop, parse, run

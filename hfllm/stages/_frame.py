@@ -39,8 +39,8 @@ from hfllm.chat_template import ensure_chat_template, set_stop_tokens
 from hfllm.checks import check_options, input_paths, sources
 from hfllm.config import config_flag, parse_args, save_config
 from hfllm.console import use_console
-from hfllm.errors import UserError
-from hfllm.loading import load_tokenizer
+from hfllm.errors import UserError, first_line
+from hfllm.loading import load_tokenizer, quantization_config
 from hfllm.model import torch_dtype, training_defaults
 from hfllm.stages._signals import SaveOnInterrupt, catch_stop_signals
 
@@ -145,17 +145,31 @@ class Run:
         return bool(getattr(self.config, "trust_remote_code", False))
 
     def load_tokenizer(self, name_or_path: str | None = None):
-        """The model's tokenizer (revision and remote code as the flags say), with a chat template."""
+        """The model's tokenizer (revision and remote code as the flags say), with a chat template; then, on the
+        main process, what the stage's data looks like through it (hfllm.inspect.stage_summary)."""
         source = name_or_path or self.model_args.model_name_or_path
         revision = self.model_args.model_revision if self.model_args and not name_or_path else None
         tokenizer = load_tokenizer(source, revision=revision, trust_remote_code=self.trust_remote_code)
         if ensure_chat_template(tokenizer) and self.is_main_process:
             print("note: the model has no chat template; using hfllm's (role markers as plain text)")
+        if name_or_path is None and self.is_main_process:  # the stage's data through it, in a few lines
+            from hfllm.inspect import stage_summary
+
+            try:
+                print("\n".join(stage_summary(self.stage, tokenizer, self.args, self.config, self.explicit)),
+                      flush=True)
+            except Exception as exc:  # noqa: BLE001  a report: the stage has read its data already, and trains
+                print(f"note: no data summary ({first_line(exc, with_type=True)})")
         return tokenizer
 
     def load_model(self, loader, tokenizer=None, **kwargs):
-        """``loader`` (hfllm.loading's) on the model to start from, in the precision the flags ask for; a causal
-        LM learns where to stop from ``tokenizer``'s end-of-turn tokens."""
+        """``loader`` (hfllm.loading's) on the model to start from, in the precision the flags ask for (with
+        ``--load_in_4bit`` / ``--load_in_8bit``: its base quantized by bitsandbytes, for QLoRA; the stages that
+        cannot train on it were refused in ``start``); a causal LM learns where to stop from ``tokenizer``'s
+        end-of-turn tokens."""
+        quantized = quantization_config(self.model_args, self.dtype)
+        if quantized is not None:
+            kwargs["quantization_config"] = quantized
         model = loader(self.model_args.model_name_or_path, revision=self.model_args.model_revision,
                        dtype=self.dtype, trust_remote_code=self.trust_remote_code, **kwargs)
         if self.args.ignore_bias_buffers:  # TRL's DDP workaround for boolean buffers (attention masks)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from trl import ModelConfig, RewardConfig, RewardTrainer, get_peft_config
 
 from hfllm.data import formats
@@ -54,6 +55,11 @@ def main(argv: list[str]) -> int:
     trainer = RewardTrainer(model=model, args=config, train_dataset=formats.pair_columns(train_ds),
                             eval_dataset=formats.pair_columns(eval_ds),
                             processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    if getattr(model, "is_quantized", False):  # QLoRA: TRL casts every trainable weight to bfloat16 for the
+        # adapters' sake; the new score head is a plain layer that meets hidden states in the training dtype
+        for name, weight in trainer.model.named_parameters():
+            if weight.requires_grad and "lora_" not in name:
+                weight.data = weight.data.to(getattr(torch, run.dtype))
     result = run.train(trainer)
     initial = next((r for r in trainer.state.log_history if "eval_loss" in r), {})
     final = trainer.evaluate() if eval_ds is not None else {}

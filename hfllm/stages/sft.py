@@ -10,8 +10,8 @@ template with the loss on every assistant turn and nothing else (how, per templa
 hfllm.chat_template.training_plan); a base model without a template gets hfllm's. The
 saved tokenizer keeps the original template, the one the model is served with. The saved
 model stops at the end of its answer: the eos (and the template's end-of-turn token) stay
-in the labels and in generation_config. Before training, one line says what the trainer
-will see (``hfllm inspect`` shows more). When the eval data has an ``answer`` column,
+in the labels and in generation_config. Before the model loads, a few lines say what the
+trainer will see (the frame's data summary; ``hfllm inspect`` shows more). When the eval data has an ``answer`` column,
 answer accuracy is measured before and after.
 """
 
@@ -25,8 +25,7 @@ from hfllm.chat_template import chat_template_from_path, training_plan
 from hfllm.data import formats
 from hfllm.data.load import ScriptArguments
 from hfllm.errors import UserError
-from hfllm.inspect.checks import summary
-from hfllm.loading import load_causal_lm, quantization_config
+from hfllm.loading import load_causal_lm
 from hfllm.scoring import answer_accuracy
 from hfllm.stages._frame import Run
 from hfllm.stages.merge import save_merged
@@ -68,8 +67,7 @@ def main(argv: list[str]) -> int:
     elif "eval_strategy" not in run.explicit:
         config.eval_strategy = "epoch" if "eval_steps" not in run.explicit else "steps"
 
-    model = run.load_model(load_causal_lm, tokenizer, attn_implementation=model_args.attn_implementation,
-                           quantization_config=quantization_config(model_args, run.dtype))  # QLoRA
+    model = run.load_model(load_causal_lm, tokenizer, attn_implementation=model_args.attn_implementation)
     measure = eval_ds is not None and args.answer_eval_samples and "answer" in eval_ds.column_names
     before = answer_accuracy(model, tokenizer, eval_ds, args.answer_eval_samples) if measure else {}
 
@@ -79,7 +77,6 @@ def main(argv: list[str]) -> int:
     if run.is_main_process:
         print(f"sft: {fmt} data, {len(train_ds)} rows; {trainable / 1e6:.2f} M of "
               f"{trainer.model.num_parameters() / 1e6:.2f} M parameters trainable")
-        print(f"sft: {summary(tokenizer, trainer.train_dataset, config, plan)}")  # hfllm inspect shows more
     result = run.train(trainer)
     final = trainer.evaluate() if eval_ds is not None else {}
     after = answer_accuracy(trainer.model, tokenizer, eval_ds, args.answer_eval_samples) if before else {}

@@ -108,6 +108,7 @@ def train(args: TokenizerArguments):
             stats["train_texts"] += 1
             stats["train_chars"] += len(text)
             yield text
+        print(f"read {stats['train_texts']} texts; learning the merges", flush=True)
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -115,6 +116,7 @@ def train(args: TokenizerArguments):
     trainer = trainers.BpeTrainer(vocab_size=args.vocab_size, min_frequency=args.min_frequency,
                                   special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=True)
+    print(f"training a BPE tokenizer (vocab {args.vocab_size}) on {args.dataset_name}; Ctrl-C stops it", flush=True)
     start = time.perf_counter()
     train_interruptibly(bpe, training_texts, trainer)
     seconds = time.perf_counter() - start
