@@ -39,7 +39,8 @@ def test_a_stage_prints_aligned_lines_and_no_dicts(tiny_pretrained, tmp_path, ca
     assert "{'" not in out + err and "'loss'" not in out + err  # no dicts of the Trainer's printing callbacks
 
 
-def test_a_new_reward_head_is_one_line_not_a_load_report(tiny_pretrained, tmp_path, capfd):
+def test_a_new_reward_head_is_one_line_not_a_load_report(tiny_pretrained, tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr("hfllm.loading._new_heads", set())  # said once per process: earlier tests loaded this model
     assert run_cli("reward", "--model_name_or_path", tiny_pretrained, "--dataset_name", "builtin:preference",
                    "--max_train_samples", "32", "--per_device_train_batch_size", "8", "--max_steps", "2",
                    "--logging_steps", "1", "--max_length", "64", "--save_strategy", "no",
@@ -52,13 +53,14 @@ def test_a_new_reward_head_is_one_line_not_a_load_report(tiny_pretrained, tmp_pa
     assert "{'" not in out + err
 
 
-def test_loading_weights_made_for_another_head_is_one_line(tmp_path, capfd):
+def test_loading_weights_made_for_another_head_is_one_line(tmp_path, capfd, monkeypatch):
     """A reward model from a causal LM: its new head is the expected note. A causal LM from a reward model's
     folder (untied embeddings): the missing lm_head matters, and is one warning, not a table."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from hfllm.loading import load_causal_lm, load_sequence_classifier
 
+    monkeypatch.setattr("hfllm.loading._new_heads", set())
     config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, tie_word_embeddings=False, pad_token_id=0)
     LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
