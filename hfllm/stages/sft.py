@@ -70,6 +70,7 @@ def main(argv: list[str]) -> int:
 
     model = run.load_model(load_causal_lm, tokenizer, attn_implementation=model_args.attn_implementation,
                            quantization_config=quantization_config(model_args, run.dtype))  # QLoRA
+    run.default_learning_rate(model)
     measure = eval_ds is not None and args.answer_eval_samples and "answer" in eval_ds.column_names
     before = answer_accuracy(model, tokenizer, eval_ds, args.answer_eval_samples) if measure else {}
 
