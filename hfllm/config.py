@@ -141,16 +141,21 @@ def parse_args(
     prog: str = "hfllm",
     defaults: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    helps: dict[str, str] | None = None,
 ) -> tuple[list[Any], set[str]]:
     """Parse ``--config file.yaml`` plus flags into instances of ``dataclass_types``.
 
     ``defaults`` replace the dataclasses' own defaults (e.g. per device) for keys the
     user did not set; ``config`` is an already-loaded mapping used instead of a file
-    (the pipeline runner passes one). Returns the instances and the set of keys the
+    (the pipeline runner passes one); ``helps`` replace options' help texts where hfllm
+    decides their defaults itself. Returns the instances and the set of keys the
     user set explicitly (in the file or as flags).
     """
     parser = _Parser(list(dataclass_types), prog=prog, allow_abbrev=False)
     actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    for key, text in (helps or {}).items():
+        if key in actions:
+            actions[key].help = text
     known = sorted(actions)
     old_to_new = old_names(parser)
 

@@ -33,6 +33,44 @@ PRESET_TRAINING: dict[str, dict] = {
     "small": dict(learning_rate=1e-3, warmup_steps=0.1, lr_scheduler_type="cosine"),
     "gpt2-124m": dict(learning_rate=6e-4, warmup_steps=0.1, lr_scheduler_type="cosine"),
 }
+# The learning rate of a fine-tuning stage whose user set none: TRL's default for the stage (the reward model's:
+# TRL's example for full training), meant for full fine-tuning of models of half a billion parameters and more,
+# times the square root of how much smaller the model is (a small model takes larger steps; at most
+# SMALL_MODEL_FACTOR times), times LORA_FACTOR with LoRA (TRL's examples: 2e-4 with LoRA, 2e-5 without),
+# at most MAX_FINE_TUNING_LR. Larger models keep the anchor.
+FINE_TUNING_LR = {"sft": 2e-5, "reward": 1e-5, "dpo": 1e-6, "kto": 1e-6, "orpo": 1e-6, "simpo": 1e-6}
+REFERENCE_PARAMETERS = 5e8
+SMALL_MODEL_FACTOR, LORA_FACTOR, MAX_FINE_TUNING_LR = 30.0, 10.0, 1e-3
+
+
+def fine_tuning_learning_rate(stage: str, parameters: int, lora: bool) -> float:
+    """The default learning rate of ``stage`` (a key of FINE_TUNING_LR) for a model of ``parameters``, to one
+    significant digit."""
+    size = min(SMALL_MODEL_FACTOR, max(1.0, (REFERENCE_PARAMETERS / max(parameters, 1)) ** 0.5))
+    rate = min(MAX_FINE_TUNING_LR, FINE_TUNING_LR[stage] * size * (LORA_FACTOR if lora else 1.0))
+    return float(f"{rate:.0e}")
+
+
+def fine_tuning_rule(stage: str) -> str:
+    """The rule in words, for --help."""
+    return (f"{short(FINE_TUNING_LR[stage])} x sqrt(500 M / the model's parameters), 1x to {SMALL_MODEL_FACTOR:g}x, "
+            f"x{LORA_FACTOR:g} with LoRA, at most {short(MAX_FINE_TUNING_LR)} (so "
+            f"{short(fine_tuning_learning_rate(stage, 10**6, False))} for a 1 M-parameter model, "
+            f"{short(FINE_TUNING_LR[stage])} from 500 M up)")
+
+
+def short(rate: float) -> str:
+    """5e-4, not 5e-04 or 0.0005."""
+    return f"{rate:.0e}".replace("e-0", "e-")
+
+
+def parameter_count(parameters: int) -> str:
+    """12 M, 0.8 M, 1.5 B: how the default's line names a model's size."""
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.1f} B"
+    return f"{parameters / 1e6:.1f} M" if parameters < 1e7 else f"{parameters / 1e6:.0f} M"
+
+
 SIZE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
              "intermediate_size", "max_position_embeddings")
 

@@ -41,7 +41,8 @@ from hfllm.config import config_flag, parse_args, save_config
 from hfllm.console import use_console
 from hfllm.errors import UserError, first_line
 from hfllm.loading import load_tokenizer, quantization_config
-from hfllm.model import torch_dtype, training_defaults
+from hfllm.model import (FINE_TUNING_LR, fine_tuning_learning_rate, fine_tuning_rule, parameter_count, short,
+                         torch_dtype, training_defaults)
 from hfllm.stages._signals import SaveOnInterrupt, catch_stop_signals
 
 
@@ -75,8 +76,11 @@ class Run:
               needs_model: str | None = None) -> "Run":
         """Parse (per-device defaults under the stage's), check every option and model source (hfllm.checks).
         The stage then checks what else it needs and calls ``prepare``."""
+        helps = {"learning_rate": f"The initial learning rate for AdamW. When not given, hfllm picks it from the "
+                                  f"model's size once it has loaded: {fine_tuning_rule(stage)} (TRL's own default "
+                                  f"is %(default)s)"} if stage in FINE_TUNING_LR else None
         parsed, explicit = parse_args(dataclass_types, argv, prog=f"hfllm {stage}",
-                                      defaults=stage_defaults(stage, defaults))
+                                      defaults=stage_defaults(stage, defaults), helps=helps)
         run = cls(stage, parsed, explicit, config_flag(argv))
         run.args.check_supported(f"hfllm {stage}")
         if run.args.evaluate_after:  # its tasks checked now, not once the stage has trained
@@ -180,6 +184,18 @@ class Run:
         if tokenizer is not None:
             set_stop_tokens(model, tokenizer)
         return model
+
+    def default_learning_rate(self, model) -> None:
+        """Unless the user set learning_rate: the stage's default for ``model``'s size, full or LoRA
+        (hfllm.model.fine_tuning_learning_rate), said in one line. Before the trainer is built."""
+        if "learning_rate" in self.explicit:
+            return
+        lora = bool(getattr(self.model_args, "use_peft", False))
+        parameters = model.num_parameters()
+        self.config.learning_rate = rate = fine_tuning_learning_rate(self.stage, parameters, lora)
+        if self.is_main_process:
+            print(f"learning_rate {short(rate)} (default for a {parameter_count(parameters)}"
+                  f"-parameter model, {'LoRA' if lora else 'full fine-tuning'}; --learning_rate to change)")
 
     def train(self, trainer):
         """Train (resuming when the folder holds a checkpoint); Ctrl-C or SIGTERM: checkpoint, then exit 130 / 143."""

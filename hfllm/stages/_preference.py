@@ -61,6 +61,7 @@ def train(stage: str, argv: list[str], arguments: tuple, trainer_class, *, defau
 
     tokenizer = run.load_tokenizer()
     model = run.load_model(load_causal_lm, tokenizer)
+    run.default_learning_rate(model)
     before = measure(model, tokenizer, eval_ds, args.eval_samples)
 
     trainer = trainer_class(model=model, args=config, train_dataset=formats.pair_columns(train_ds),

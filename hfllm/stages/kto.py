@@ -55,6 +55,7 @@ def main(argv: list[str]) -> int:
 
     tokenizer = run.load_tokenizer()
     model = run.load_model(load_causal_lm, tokenizer)
+    run.default_learning_rate(model)
     # The reference through hfllm's safe loader too (TRL would reload it by path itself); LoRA needs none.
     reference = None if model_args.use_peft else run.load_model(load_causal_lm)
     before = measure(model, tokenizer, held_out_pairs, args.eval_samples)

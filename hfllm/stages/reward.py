@@ -48,6 +48,7 @@ def main(argv: list[str]) -> int:
 
     tokenizer = run.load_tokenizer()
     model = run.load_model(load_sequence_classifier, num_labels=1, what="model")
+    run.default_learning_rate(model)
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-pad token
     # Measured inside train(): an evaluate() before train() leaves the model unwrapped by DDP (see pretrain.py).
     config.eval_on_start = eval_ds is not None

@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
         config.eval_strategy = "epoch" if "eval_steps" not in run.explicit else "steps"
 
     model = run.load_model(load_causal_lm, tokenizer, attn_implementation=model_args.attn_implementation)
+    run.default_learning_rate(model)
     measure = eval_ds is not None and args.answer_eval_samples and "answer" in eval_ds.column_names
     before = answer_accuracy(model, tokenizer, eval_ds, args.answer_eval_samples) if measure else {}
 
