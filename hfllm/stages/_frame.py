@@ -202,8 +202,9 @@ class Run:
         save_config(self.output_dir / "hfllm_args.yaml", *self.parsed)
         if plot and trainer is not None:
             run_folder.plot_losses(trainer.state.log_history, self.output_dir / "loss.png", plot)
-        run_folder.write_metrics(self.output_dir, {**metrics, "world_size": self.distributed_state.num_processes},
-                                 stage=self.stage)
+        history = {"log_history": trainer.state.log_history} if trainer is not None else {}  # the report's curves
+        run_folder.write_metrics(self.output_dir, {**metrics, "world_size": self.distributed_state.num_processes,
+                                                   **history}, stage=self.stage)
         if repo_id:
             from hfllm.hub.push import push
 
