@@ -87,7 +87,7 @@ def plain_line(name: str, command: str, metrics: dict) -> str:
         shown.append(f"{metrics['vocab_size']} tokens, {metrics.get('chars_per_token_held_out')} characters per "
                      "token on held-out text")
     if metrics.get("kl_final") is not None:
-        shown.append(f"KL to the starting model {metrics['kl_final']:.2f} nats per answer")
+        shown.append(f"KL to the starting model {round(metrics['kl_final'], 2) + 0.0:.2f} nats per answer")
     return f"**{name}** {words}" + (": " + "; ".join(shown) if shown else "") + "."
 
 

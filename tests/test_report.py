@@ -55,7 +55,8 @@ compare:
     for stage, did in [("tokenizer", "learned a vocabulary"), ("pretrain", "predicting the next token"),
                        ("sft", "chat format"), ("reward", "score the preferred answer"),
                        ("dpo", "towards the preferred answers"), ("ppo", "on a KL leash")]:
-        assert f"- **{stage}** {did}" in report.split("## ", 2)[1], stage  # its plain line, at the top
+        top = report.split("## ", 2)[1]  # its plain line, at the top
+        assert did in next(line for line in top.splitlines() if line.startswith(f"- **{stage}** ")), stage
         assert f"## {stage} (hfllm {stage})" in report
     assert "answers passing the rule friendly_closing" in report  # DPO's and PPO's rule check
     # Every image it links is there, and each training stage has its loss curve and before/after bars.

@@ -36,13 +36,16 @@ def test_dpo_teaches_the_preferred_tone(tiny_tone_dpo):
     held-out pairs): learning is visible, not a coin flip at a ceiling (the fact pairs start at 92%).
     Measured 2026-12-03 on the locked stack: 28% -> 73.5% (seed 0) and 28% -> 77.5% (seed 1); log-prob margin
     -14.2 -> 34.7 and 35.0; held-out answer accuracy 36.1% -> 30.8% on both seeds (the price of the closing at
-    this learning rate; at 2e-5 nothing flipped in 60 steps, and adding TRL's SFT loss kept fewer answers)."""
+    this learning rate; at 2e-5 nothing flipped in 60 steps, and adding TRL's SFT loss kept fewer answers).
+    The string rule of the same preference, greedy answers ending with the closing: 0% -> 56.7% (seed 0) and
+    0% -> 72.1% (seed 1)."""
     m = metrics(tiny_tone_dpo)  # trained in conftest.py, seed 0 (PPO's test starts from it)
     print({k: m[k] for k in m if k.startswith(("logprob_margin", "preference_accuracy", "answer_accuracy", "check_"))})
     assert m["preference_accuracy_before"] < 0.5, m  # the starting point leaves room to learn
     assert m["preference_accuracy"] >= m["preference_accuracy_before"] + 0.3, m
     assert m["logprob_margin"] > m["logprob_margin_before"] + 20, m
     assert m["answer_accuracy"] >= m["answer_accuracy_before"] - 0.08, m  # answers kept, within what held
+    assert m["check_friendly_closing"] >= m["check_friendly_closing_before"] + 0.4, m  # what DPO taught, by a rule
 
 
 def test_pipeline_skips_finished_stages_and_stops_on_failure(tiny_tokenizer, tmp_path, capsys):

@@ -19,7 +19,8 @@ replace, or a one-line refusal) without writing anything, and seeds. ``train`` (
 when the folder becomes this run's: the main process alone removes a run being replaced and records
 the stage and its inputs, then the others go on. So a run refused or failed on its way, on bad data
 or a model that does not load, leaves the folder as it was. ``finish`` writes, on the main process
-only, the resolved arguments, the loss plot and metrics.json (last: the folder is then complete),
+only, the resolved arguments, the loss plot and metrics.json (with the trainer's log history, which hfllm
+run's report card draws; last: the folder is then complete),
 then pushes when asked and prints the summary.
 
 Ctrl-C (or SIGTERM) during training saves a checkpoint, then stops; running the same command
