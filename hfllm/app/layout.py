@@ -1,4 +1,5 @@
-"""The Gradio playground's layout: chat, sampling lab, side-by-side compare, best-of-N, tokenizer.
+"""The Gradio playground's layout: chat, sampling lab, side-by-side compare, best-of-N, tokenizer, the run's
+report card.
 
 ``hfllm chat`` (launch.py) loads the models and serves what ``build_app`` builds. Votes in the Compare tab append preference pairs to a JSONL file that
 ``hfllm dpo --dataset_name runs/tiny/feedback.jsonl`` (or ``hfllm reward``) trains on.
@@ -16,6 +17,7 @@ import pandas as pd
 
 from hfllm.app import handlers as h
 from hfllm.app.launch import CONCURRENCY
+from hfllm.app.run_report import report_view
 from hfllm.errors import UserError, first_line, user_line
 from hfllm.generate import format_prompt, stream
 
@@ -104,9 +106,9 @@ def _warn(notes):
 
 
 def build_app(models: dict, reward=None, preference_file: str | Path = "runs/feedback.jsonl",
-              concurrency_limit: int = CONCURRENCY) -> gr.Blocks:
+              concurrency_limit: int = CONCURRENCY, run_dir: str | Path | None = None) -> gr.Blocks:
     """The playground for loaded models: ``models`` maps a name to (model, tokenizer); ``reward`` is a
-    hfllm.rewards.RewardModelScorer or None."""
+    hfllm.rewards.RewardModelScorer or None; ``run_dir`` the run folder whose report card the Run tab shows."""
     if not models:
         raise UserError("no model to serve")
     names = list(models)
@@ -358,5 +360,11 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                 tok_btn.click(tokenize, *tok_io, api_name="tokenize")
                 for trigger in (tok_text.submit, tok_chat.change, model_pick.change, demo.load):
                     trigger(tokenize, *tok_io, api_visibility="private")
+            with gr.Tab("Run", id="run"):
+                report_text, pictures = report_view(run_dir)
+                gr.Markdown(report_text, elem_id="run-report")
+                if pictures:
+                    gr.Gallery(pictures, label="curves and before/after", columns=2, height="auto",
+                               elem_id="run-pictures")
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=QUEUE_SIZE)
     return demo
