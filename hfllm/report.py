@@ -148,8 +148,8 @@ def stage_figures(run_dir: Path, name: str, metrics: dict) -> list[tuple[str, Pa
                 if (points := _points(metrics.get("log") or [], key))}
     if not loss and ppo_loss:
         figures.append(("loss", curves(f"{name}: loss", ppo_loss, run_dir / f"report-{name}-loss.png")))
-    rl = {label: points for label, key in (("reward per update", "score"), ("reward per update", "reward"),
-                                           ("KL to the starting model", "kl")) if (points := _points(log, key))}
+    rl = {what: points for what, key in (("reward per update", "score"), ("reward per update", "reward"),
+                                         ("KL to the starting model", "kl")) if (points := _points(log, key))}
     if metrics.get("log") and rl:
         figures.append(("reward and KL", curves(f"{name}: reward and KL", rl, run_dir / f"report-{name}-rl.png")))
     margin = {what: points for what, key in (("train reward margin", "rewards/margins"),
