@@ -19,6 +19,9 @@ A stage (or the whole file) may name ``evaluate_after: [hfllm_facts, hfllm_prefe
 tasks run through ``hfllm eval`` on the stage's model once it is finished (their results go into its
 metrics.json, and the run ends with them side by side for every stage).
 
+The run ends with a report card, ``<run_dir>/report.md`` and its PNGs (hfllm.report): what each stage did,
+its numbers before and after, its curves, and the answers to ``compare``'s prompts.
+
 A stage whose folder is complete (it has metrics.json) is skipped, so re-running
 a pipeline continues where it stopped; a failing stage stops the run with its
 error and leaves the finished stages as they are.
@@ -36,6 +39,7 @@ from hfllm import run_folder
 from hfllm.config import load_yaml, parse_args
 from hfllm.errors import UserError
 from hfllm.eval import check_evaluate_after
+from hfllm.report import write_report
 from hfllm.stages import STAGES
 
 
@@ -44,6 +48,7 @@ class PipelineArguments:
     run_dir: str | None = field(default=None, metadata={"help": "override the file's run_dir"})
     only: list[str] = field(default_factory=list, metadata={"help": "run only these stages (by name)"})
     rerun: list[str] = field(default_factory=list, metadata={"help": "run these stages again (replacing them)"})
+    seed: int | None = field(default=None, metadata={"help": "override the seed of every stage that has one"})
 
 
 @dataclass
@@ -138,7 +143,8 @@ def read_pipeline(path: str) -> tuple[str, list[Stage], list[str]]:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
-        raise UserError("usage: hfllm run PIPELINE.yaml [--run_dir DIR] [--only NAME ...] [--rerun NAME ...]")
+        raise UserError("usage: hfllm run PIPELINE.yaml [--run_dir DIR] [--only NAME ...] [--rerun NAME ...] "
+                        "[--seed N]")
     (args,), _ = parse_args([PipelineArguments], argv[1:], prog="hfllm run")
     run_dir, stages, compare = read_pipeline(argv[0])
     run_dir = args.run_dir or run_dir
@@ -156,6 +162,8 @@ def main(argv: list[str]) -> int:
             continue
         out = outputs[stage.name]
         stage_argv = stage.argv(outputs) + (["--overwrite"] if stage.name in args.rerun else [])
+        if args.seed is not None and _has_option(stage.command, "seed"):
+            stage_argv += ["--seed", str(args.seed)]
         # Skipped only when finished by the same command: another's folder is the stage's to refuse.
         if run_folder.is_complete(out) and stage.name not in args.rerun \
                 and run_folder.recorded_stage(Path(out)) in (stage.command, None):
@@ -175,11 +183,18 @@ def main(argv: list[str]) -> int:
     if not run_folder.is_main_process():
         return 0
     print_summary(run_dir, stages, timings)
-    if compare:
-        compare_answers(run_dir, stages, compare)
+    answers = compare_answers(run_dir, stages, compare) if compare else {}
     compare_evaluations(run_dir, stages)
+    print(f"\nreport card: {write_report(run_dir, stages, timings, compare, answers)}")
     print(f"\nchat with these models: hfllm chat {run_dir}")
     return 0
+
+
+def _has_option(command: str, name: str) -> bool:
+    import dataclasses
+
+    module = importlib.import_module(STAGES[command].module)
+    return any(f.name == name for cls in getattr(module, "ARGUMENTS", ()) for f in dataclasses.fields(cls))
 
 
 def _wait_for_everyone() -> None:
@@ -209,8 +224,8 @@ def compare_evaluations(run_dir: str, stages: list[Stage]) -> None:
         print(f"\n== evaluation (lm-evaluation-harness; {run_dir}/eval holds the details)\n{format_table(blocks)}")
 
 
-def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> None:
-    """Each chat-capable stage's greedy answer to the same prompts, side by side."""
+def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> dict[str, list[str]]:
+    """Each chat-capable stage's greedy answer to the same prompts, side by side (printed and returned)."""
     from hfllm.generate import generate_answers
     from hfllm.loading import load_causal_lm, load_tokenizer
 
@@ -227,6 +242,7 @@ def compare_answers(run_dir: str, stages: list[Stage], prompts: list[str]) -> No
         print(f"  {prompt}")
         for name, outs in answers.items():
             print(f"    {name:<9} {outs[i].strip()[:100]!r}")
+    return answers
 
 
 def print_summary(run_dir: str, stages: list[Stage], timings: dict[str, float]) -> None:
@@ -234,7 +250,7 @@ def print_summary(run_dir: str, stages: list[Stage], timings: dict[str, float]) 
     for stage in stages:
         m = run_folder.read_metrics(Path(run_dir) / stage.name)
         took = f"{timings[stage.name]:.0f} s" if stage.name in timings else "earlier"
-        headline = ", ".join(f"{k}={v}" for k, v in m.items() if k in HEADLINES)
+        headline = ", ".join(f"{k}={v}" for k, v in m.items() if k in HEADLINES or k.startswith("check_"))
         print(f"  {stage.name:<10} {took:>8}  {headline}")
         if m.get("sample"):
             print(f"  {'':<10} sample: {m['sample']!r}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import re
 
-from hfllm.data.builtin import answer_is_correct
+from hfllm.data.builtin import CLOSING, answer_is_correct
 from hfllm.errors import UserError
 
 
@@ -82,7 +82,13 @@ def length_penalty(prompts, completions, target_words: int = 12, **kwargs) -> li
     return [max(-1.0, -0.05 * max(0, len(completion_text(c).split()) - target_words)) for c in completions]
 
 
-SHIPPED = {f.__name__: f for f in (exact_answer, answer_partial, format_sentence, length_penalty)}
+def friendly_closing(prompts, completions, **kwargs) -> list[float]:
+    """1.0 when the answer ends with the friendly closing the built-in tone pairs prefer ("Happy to help!"),
+    else 0.0: the same preference as the tone reward model's, checked by a plain string rule."""
+    return [float(completion_text(c).strip().endswith(CLOSING.strip())) for c in completions]
+
+
+SHIPPED = {f.__name__: f for f in (exact_answer, answer_partial, format_sentence, length_penalty, friendly_closing)}
 
 
 def resolve_reward_funcs(names: list[str]) -> list:

@@ -25,17 +25,27 @@ def prompt_messages(row: dict) -> list[dict]:
     return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
 
 
-def answer_accuracy(model, tokenizer, rows, limit: int = 200, max_new_tokens: int = 32) -> dict:
-    """Share of rows (with a non-empty answer key) whose greedy answer is correct, plus examples."""
+def answer_accuracy(model, tokenizer, rows, limit: int = 200, max_new_tokens: int = 32, checks=()) -> dict:
+    """Share of rows (with a non-empty answer key) whose greedy answer is correct, plus examples, and the
+    rule checks' means on the same answers (``rule_checks``)."""
     rows = [r for r in rows if r.get("answer")][:limit]
     if not rows:
         return {}
-    answers = generate_answers(model, tokenizer, [prompt_messages(r) for r in rows], max_new_tokens)
+    prompts = [prompt_messages(r) for r in rows]
+    answers = generate_answers(model, tokenizer, prompts, max_new_tokens)
     correct = [answer_is_correct(a, r["answer"]) for a, r in zip(answers, rows)]
     examples = [{"prompt": prompt_messages(r)[-1]["content"], "answer": a, "expected": r["answer"]}
                 for r, a in list(zip(rows, answers))[:3]]
     return {"answer_accuracy": round(sum(correct) / len(correct), 4), "answer_count": len(correct),
-            "answer_examples": examples}
+            "answer_examples": examples, **rule_checks(checks, prompts, answers, rows)}
+
+
+def rule_checks(checks, prompts, answers, rows, suffix: str = "") -> dict:
+    """``check_<name><suffix>``: each rule reward's mean over the answers (for a 0/1 rule, the share that
+    passes). Reported beside a learned reward to see whether the preference it was taught is the one learned."""
+    columns = {k: [r.get(k) for r in rows] for k in rows[0] if k not in ("prompt", "messages")} if rows else {}
+    return {f"check_{func.__name__}{suffix}": round(sum(scores) / len(scores), 4)
+            for func in checks if (scores := func(prompts=prompts, completions=answers, **columns))}
 
 
 def _as_messages(value, role: str) -> list[dict]:

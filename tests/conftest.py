@@ -116,3 +116,28 @@ def tiny_reward(tiny_sft, tmp_path_factory) -> str:
                    "--learning_rate", "5e-4", "--per_device_train_batch_size", "16", "--max_length", "96",
                    "--save_strategy", "no", "--seed", "0", "--output_dir", out, *QUIET) == 0
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_tone_reward(tiny_sft, tmp_path_factory) -> str:
+    """A reward model trained from the tiny SFT model on the tone pairs (the right answer with a friendly closing
+    beats the plain answer or a rude reply): a preference it learns to judge (tests/test_reward_dpo.py)."""
+    out = tmp_path_factory.mktemp("tone_reward") / "reward"
+    assert run_cli("reward", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:tone",
+                   "--eval_dataset_name", "builtin:tone_eval", "--num_train_epochs", "1", "--learning_rate", "5e-4",
+                   "--per_device_train_batch_size", "16", "--max_length", "96", "--save_strategy", "no",
+                   "--seed", "0", "--output_dir", out, *QUIET) == 0
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_tone_dpo(tiny_sft, tmp_path_factory) -> str:
+    """The tiny SFT model after DPO on the tone pairs (tests/test_reward_dpo.py), with the friendly-closing rule
+    checked before and after: the closing it learned is where PPO on the tone reward model starts from."""
+    out = tmp_path_factory.mktemp("tone_dpo") / "dpo"
+    assert run_cli("dpo", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:tone",
+                   "--eval_dataset_name", "builtin:tone_eval", "--rule_checks", "friendly_closing",
+                   "--max_steps", "60", "--beta", "0.1", "--learning_rate", "1e-4", "--per_device_train_batch_size",
+                   "16", "--max_length", "96", "--save_strategy", "no", "--eval_samples", "208", "--seed", "0",
+                   "--output_dir", out, *QUIET) == 0
+    return str(out)

@@ -20,39 +20,32 @@ def test_reward_model_is_a_one_number_head(tiny_reward):
     assert model.config.num_labels == 1
 
 
-def test_reward_model_learns_a_preference_it_can_judge(tiny_sft, tmp_path):
+def test_reward_model_learns_a_preference_it_can_judge(tiny_tone_reward):
     """The tone pairs (the right answer + a friendly closing beats the plain answer or a rude reply), held-out
     facts. Measured 2026-12-03 on the locked stack, untrained head -> after one epoch: 28.8% -> 100% (seed 0),
     11.1% -> 100% (seed 1); margin -0.11 -> 8.70 and -0.26 -> 8.58. (On the fact pairs the same model starts
     at 65% and ends at 75%: telling a wrong fact from a right one is beyond it.)"""
-    out = tmp_path / "reward"
-    assert run_cli("reward", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:tone",
-                   "--eval_dataset_name", "builtin:tone_eval", "--num_train_epochs", "1", "--learning_rate", "5e-4",
-                   "--per_device_train_batch_size", "16", "--max_length", "96", "--save_strategy", "no",
-                   "--seed", "0", "--output_dir", out, *QUIET) == 0
-    m = metrics(out)
+    m = metrics(tiny_tone_reward)  # trained in conftest.py, seed 0 (PPO's test then optimises it)
     assert m["eval_accuracy_before"] < 0.6 and m["eval_accuracy"] >= 0.9, m
     assert m["eval_margin"] >= m["eval_margin_before"] + 2.0, m
 
 
-def test_dpo_teaches_the_preferred_tone(tiny_sft, tmp_path):
+def test_dpo_teaches_the_preferred_tone(tiny_tone_dpo):
     """The tone pairs differ in tone only (the right answer + a friendly closing beats the plain answer or a rude
     reply). SFT never showed the closing, so the SFT model starts out preferring the plain answer (28% of
     held-out pairs): learning is visible, not a coin flip at a ceiling (the fact pairs start at 92%).
     Measured 2026-12-03 on the locked stack: 28% -> 73.5% (seed 0) and 28% -> 77.5% (seed 1); log-prob margin
     -14.2 -> 34.7 and 35.0; held-out answer accuracy 36.1% -> 30.8% on both seeds (the price of the closing at
-    this learning rate; at 2e-5 nothing flipped in 60 steps, and adding TRL's SFT loss kept fewer answers)."""
-    out = tmp_path / "dpo"
-    assert run_cli("dpo", "--model_name_or_path", tiny_sft, "--dataset_name", "builtin:tone",
-                   "--eval_dataset_name", "builtin:tone_eval", "--max_steps", "60", "--beta", "0.1",
-                   "--learning_rate", "1e-4", "--per_device_train_batch_size", "16", "--max_length", "96",
-                   "--save_strategy", "no", "--eval_samples", "208", "--seed", "0", "--output_dir", out, *QUIET) == 0
-    m = metrics(out)
-    print({k: m[k] for k in m if k.startswith(("logprob_margin", "preference_accuracy", "answer_accuracy"))})
+    this learning rate; at 2e-5 nothing flipped in 60 steps, and adding TRL's SFT loss kept fewer answers).
+    The string rule of the same preference, greedy answers ending with the closing: 0% -> 56.7% (seed 0) and
+    0% -> 72.1% (seed 1)."""
+    m = metrics(tiny_tone_dpo)  # trained in conftest.py, seed 0 (PPO's test starts from it)
+    print({k: m[k] for k in m if k.startswith(("logprob_margin", "preference_accuracy", "answer_accuracy", "check_"))})
     assert m["preference_accuracy_before"] < 0.5, m  # the starting point leaves room to learn
     assert m["preference_accuracy"] >= m["preference_accuracy_before"] + 0.3, m
     assert m["logprob_margin"] > m["logprob_margin_before"] + 20, m
     assert m["answer_accuracy"] >= m["answer_accuracy_before"] - 0.08, m  # answers kept, within what held
+    assert m["check_friendly_closing"] >= m["check_friendly_closing_before"] + 0.4, m  # what DPO taught, by a rule
 
 
 def test_pipeline_skips_finished_stages_and_stops_on_failure(tiny_tokenizer, tmp_path, capsys):

@@ -33,6 +33,8 @@ def test_rule_rewards_and_resolution():
     assert right > close > far > 0
     assert rewards.format_sentence(None, ["Seven.", "seven " * 30]) == [1.0, 0.0]
     assert rewards.length_penalty(None, ["a " * 10, "a " * 22]) == [0.0, -0.5]
+    assert rewards.friendly_closing(None, ["A cow says moo. Happy to help! ", "Happy to help! A cow says moo.",
+                                           "A cow says moo."]) == [1.0, 0.0, 0.0]
     assert rewards.resolve_reward_funcs(["exact_answer", "hfllm.rewards:format_sentence",
                                          "hfllm.rewards.length_penalty"])[1] is rewards.format_sentence
     with pytest.raises(UserError, match="exact_answer"):

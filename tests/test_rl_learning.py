@@ -1,6 +1,8 @@
 """RL that learns, on the tiny SFT model (a few minutes on 2 CPU cores).
 
-- PPO against the reward model, on fact questions: the held-out reward score rises while
+- PPO against the tone reward model, from the DPO model (the demo's recipe): the held-out reward score
+  rises and so does a string rule of the same preference (answers ending with the friendly closing).
+- PPO against the fact-pairs reward model, on fact questions: the held-out reward score rises while
   the KL to the SFT model stays bounded and the rule check (exact answers) does not collapse.
 - GRPO with the arithmetic rule rewards raises held-out exact-answer accuracy.
 """
@@ -11,6 +13,25 @@ from conftest import QUIET, metrics, run_cli
 # Measured: PPO sampled score 0.358 -> 0.809, greedy 0.713 -> 1.166, KL 1.09, accuracy 44.0% -> 38.1% (seed 0);
 # 0.347 -> 0.701, greedy 0.713 -> 1.063, KL 0.70, accuracy 44.0% -> 36.9% (seed 1, 2026-12-03, locked stack).
 
+
+
+def test_ppo_raises_the_tone_reward_and_its_rule_check(tiny_tone_dpo, tiny_tone_reward, tmp_path):
+    """From the DPO model (the SFT model never samples the closing: PPO from it left the score flat). Measured
+    2026-12-03 on the locked stack, seeds 0 and 1: sampled reward score -2.23 -> 3.48 and -2.64 -> 3.68; sampled
+    answers ending with the closing 7.8% -> 77.2% and 68.5% (greedy 57% -> 98% and 97%); KL 2.96 and 2.80.
+    Held-out answer accuracy fell, 36% -> 20% and 30%: this reward model judges tone, not facts."""
+    out = tmp_path / "ppo"
+    assert run_cli("ppo", "--model_name_or_path", tiny_tone_dpo, "--reward_model_name_or_path", tiny_tone_reward,
+                   "--rule_checks", "friendly_closing", "--dataset_name", "builtin:tone",
+                   "--eval_dataset_name", "builtin:tone_eval", "--max_steps", "30", "--per_device_train_batch_size",
+                   "16", "--response_length", "24", "--learning_rate", "2e-5", "--kl_coef", "0.2",
+                   "--num_ppo_epochs", "4", "--num_mini_batches", "2", "--save_steps", "0", "--seed", "0",
+                   "--disable_tqdm", "true", "--output_dir", out) == 0
+    m = metrics(out)
+    assert m["reward_score_sampled"] >= m["reward_score_sampled_before"] + 3.0, m
+    # The rule never trained on: the share of sampled answers that end with the closing.
+    assert m["check_friendly_closing_sampled"] >= m["check_friendly_closing_sampled_before"] + 0.4, m
+    assert 0 <= m["kl_final"] < 4.0, m
 
 
 def test_ppo_raises_the_reward_score_on_a_leash(tiny_sft, tiny_reward, tmp_path):

@@ -54,7 +54,8 @@ def load_app(sources: list[str], reward_model: str | None = None, preference_fil
         reward = m.load_reward(reward_path, trust_remote_code=trust_remote_code)
     from hfllm.app.layout import build_app
 
-    return build_app(models, reward, preference_file, concurrency_limit, sources=paths), preference_file
+    return build_app(models, reward, preference_file, concurrency_limit, sources=paths, run_dir=first_run), \
+        preference_file
 
 
 USAGE = ("usage: hfllm chat RUN_OR_MODEL [RUN_OR_MODEL ...] [--port 7860] [--host 127.0.0.1] [--share] "

@@ -1,4 +1,5 @@
-"""The Gradio playground's layout: chat, sampling lab, side-by-side compare, best-of-N, tokenizer, data.
+"""The Gradio playground's layout: chat, sampling lab, side-by-side compare, best-of-N, tokenizer, data, the
+run's report card.
 
 ``hfllm chat`` (launch.py) loads the models and serves what ``build_app`` builds. Votes in the Compare tab append preference pairs to a JSONL file that
 ``hfllm dpo --dataset_name runs/tiny/feedback.jsonl`` (or ``hfllm reward``) trains on.
@@ -18,6 +19,7 @@ import pandas as pd
 from hfllm.app import handlers as h
 from hfllm.app import models as m
 from hfllm.app.launch import CONCURRENCY
+from hfllm.app.run_report import report_view
 from hfllm.errors import UserError, first_line, user_line
 from hfllm.generate import format_prompt, stream
 
@@ -106,10 +108,12 @@ def _warn(notes):
 
 
 def build_app(models: dict, reward=None, preference_file: str | Path = "runs/feedback.jsonl",
-              concurrency_limit: int = CONCURRENCY, sources: dict | None = None) -> gr.Blocks:
+              concurrency_limit: int = CONCURRENCY, sources: dict | None = None,
+              run_dir: str | Path | None = None) -> gr.Blocks:
     """The playground for loaded models: ``models`` maps a name to (model, tokenizer); ``reward`` is a
     hfllm.rewards.RewardModelScorer or None; ``sources`` maps a name to the folder or Hub id it was loaded
-    from (the Data tab reads the training data a stage folder records)."""
+    from (the Data tab reads the training data a stage folder records); ``run_dir`` the run folder whose report
+    card the Run tab shows."""
     if not models:
         raise UserError("no model to serve")
     names = list(models)
@@ -379,5 +383,12 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                 data_btn = gr.Button("Show the training data", variant="primary")
                 data_out = gr.Markdown(elem_id="data-summary")
                 data_btn.click(data, [model_pick], data_out, api_name="data")
+
+            with gr.Tab("Run", id="run"):
+                report_text, pictures = report_view(run_dir)
+                gr.Markdown(report_text, elem_id="run-report")
+                if pictures:
+                    gr.Gallery(pictures, label="curves and before/after", columns=2, height="auto",
+                               elem_id="run-pictures")
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=QUEUE_SIZE)
     return demo

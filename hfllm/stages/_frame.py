@@ -19,7 +19,8 @@ replace, or a one-line refusal) without writing anything, and seeds. ``train`` (
 when the folder becomes this run's: the main process alone removes a run being replaced and records
 the stage and its inputs, then the others go on. So a run refused or failed on its way, on bad data
 or a model that does not load, leaves the folder as it was. ``finish`` writes, on the main process
-only, the resolved arguments, the loss plot and metrics.json (last: the folder is then complete),
+only, the resolved arguments, the loss plot and metrics.json (with the trainer's log history, which hfllm
+run's report card draws; last: the folder is then complete),
 then pushes when asked and prints the summary.
 
 Ctrl-C or SIGTERM during training saves a checkpoint, then stops (hfllm.stages._signals); running the
@@ -225,8 +226,9 @@ class Run:
         save_config(self.output_dir / "hfllm_args.yaml", *self.parsed)
         if plot and trainer is not None:
             run_folder.plot_losses(trainer.state.log_history, self.output_dir / "loss.png", plot)
-        run_folder.write_metrics(self.output_dir, {**metrics, "world_size": self.distributed_state.num_processes},
-                                 stage=self.stage)
+        history = {"log_history": trainer.state.log_history} if trainer is not None else {}  # the report's curves
+        run_folder.write_metrics(self.output_dir, {**metrics, "world_size": self.distributed_state.num_processes,
+                                                   **history}, stage=self.stage)
         if self.args.evaluate_after:  # into metrics.json (then the card), before the push; `hfllm run`'s place
             from hfllm.eval import evaluate_after
 

@@ -9,19 +9,21 @@ from trl import get_peft_config
 
 from hfllm.data import formats
 from hfllm.loading import load_causal_lm
+from hfllm.rewards import resolve_reward_funcs
 from hfllm.scoring import answer_accuracy, preference_accuracy
 from hfllm.stages._frame import Run
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO/CPO's notice on every run; their docstrings say it once
 
 
-def measure(model, tokenizer, eval_ds, n):
-    """Preference accuracy and log-prob margin on up to n held-out pairs (+ answer accuracy with an 'answer')."""
+def measure(model, tokenizer, eval_ds, n, checks=()):
+    """Preference accuracy and log-prob margin on up to n held-out pairs (+ answer accuracy with an 'answer',
+    and the rule checks on the same greedy answers)."""
     if eval_ds is None or not n:
         return {}
     out = preference_accuracy(model, tokenizer, eval_ds.select(range(min(n, len(eval_ds)))))
     if "answer" in eval_ds.column_names:
-        out.update(answer_accuracy(model, tokenizer, eval_ds, n))
+        out.update(answer_accuracy(model, tokenizer, eval_ds, n, checks=checks))
     return out
 
 
@@ -34,6 +36,8 @@ def report_lines(before: dict, after: dict) -> list[str]:
                      f"{after['logprob_margin']:.2f}")
     if "answer_accuracy" in before:
         lines.append(f"answer accuracy: {before['answer_accuracy']:.1%} -> {after['answer_accuracy']:.1%}")
+    lines += [f"rule check {k.removeprefix('check_')} (greedy answers): {before[k]:.1%} -> {after[k]:.1%}"
+              for k in after if k.startswith("check_") and k in before]
     return lines
 
 
@@ -53,6 +57,7 @@ def train(stage: str, argv: list[str], arguments: tuple, trainer_class, *, defau
     args, config, model_args = run.parsed
     if check:
         check(config)
+    checks = resolve_reward_funcs(args.rule_checks)
     run.prepare()
     with config.main_process_first(desc="checking data"):
         train_ds, eval_ds, fmt, rows = formats.load_train_eval(args, "preference", config.seed)
@@ -62,14 +67,14 @@ def train(stage: str, argv: list[str], arguments: tuple, trainer_class, *, defau
     tokenizer = run.load_tokenizer()
     model = run.load_model(load_causal_lm, tokenizer)
     run.default_learning_rate(model)
-    before = measure(model, tokenizer, eval_ds, args.eval_samples)
+    before = measure(model, tokenizer, eval_ds, args.eval_samples, checks)
 
     trainer = trainer_class(model=model, args=config, train_dataset=formats.pair_columns(train_ds),
                             eval_dataset=formats.pair_columns(eval_ds), processing_class=tokenizer,
                             peft_config=get_peft_config(model_args))
     result = run.train(trainer)
     final = trainer.evaluate() if eval_ds is not None else {}
-    after = measure(trainer.model, tokenizer, eval_ds, args.eval_samples)
+    after = measure(trainer.model, tokenizer, eval_ds, args.eval_samples, checks)
 
     run.save(trainer, tokenizer)
     run.finish({

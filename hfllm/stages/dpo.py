@@ -27,6 +27,9 @@ class DPOScriptArguments(ScriptArguments):
     dataset_name: str = field(default="builtin:preference", metadata={"help": "preference pairs"})
     eval_split_size: float = field(default=0.1, metadata={"help": "held-out share (<1) or count, if no eval set"})
     eval_samples: int = field(default=200, metadata={"help": "held-out pairs for the before/after numbers"})
+    rule_checks: list[str] = field(default_factory=list, metadata={
+        "help": "rule rewards (hfllm.rewards names or import paths) whose mean on held-out greedy answers is "
+                "reported before/after, e.g. friendly_closing; not trained on"})
 
 
 ARGUMENTS = (DPOScriptArguments, DPOConfig, ModelConfig)  # what its flags and config files fill

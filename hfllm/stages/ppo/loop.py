@@ -30,9 +30,9 @@ from hfllm.console import Progress, format_line, write
 from hfllm.data.builtin import answer_is_correct
 from hfllm.data.load import ScriptArguments
 from hfllm.errors import UserError
-from hfllm.rewards import build_reward_funcs, check_weights, load_prompts
+from hfllm.rewards import build_reward_funcs, check_weights, load_prompts, resolve_reward_funcs
 from hfllm.generate import generate_answers
-from hfllm.scoring import answer_accuracy, prompt_messages
+from hfllm.scoring import answer_accuracy, prompt_messages, rule_checks
 from hfllm.stages._frame import Run
 from hfllm.stages._signals import catch_stop_signals
 from hfllm.stages.ppo import core
@@ -48,6 +48,8 @@ class PPOArguments(ScriptArguments):
     reward_model_name_or_path: str | None = field(default=None, metadata={"help": "a reward stage folder"})
     reward_funcs: list[str] = field(default_factory=list, metadata={"help": "rule rewards or import paths"})
     reward_weights: list[float] | None = field(default=None, metadata={"help": "reward model first, then funcs"})
+    rule_checks: list[str] = field(default_factory=list, metadata={
+        "help": "rule rewards reported on held-out answers before/after (e.g. friendly_closing), not trained on"})
     value_model_name_or_path: str | None = field(default=None, metadata={"help": "default: reward model/policy"})
     # rollouts
     per_device_train_batch_size: int = field(default=8, metadata={"help": "prompts per rollout per process"})
@@ -120,6 +122,7 @@ def main(argv: list[str]) -> int:
     tokenizer = run.load_tokenizer()
     funcs = build_reward_funcs(args.reward_funcs, args.reward_model_name_or_path, device=device)
     weights = check_weights(args.reward_weights, funcs)
+    checks = resolve_reward_funcs(args.rule_checks)
     reward_model = funcs[0] if args.reward_model_name_or_path else None
     policy, reference, value_model = load_models(run, tokenizer, checkpoint, device)
 
@@ -153,13 +156,16 @@ def main(argv: list[str]) -> int:
     def held_out():
         if not eval_rows or not acc.is_main_process:
             return {}
-        res = answer_accuracy(model.policy, tokenizer, eval_rows, len(eval_rows), args.response_length)
-        if reward_model is not None:  # greedy, and sampled as in the rollouts (what PPO maximises), 4 a prompt
+        res = answer_accuracy(model.policy, tokenizer, eval_rows, len(eval_rows), args.response_length, checks)
+        # Greedy, and sampled as in the rollouts (what PPO maximises), 4 a prompt.
+        if reward_model is not None or checks:
             prompts = [prompt_messages(r) for r in eval_rows]
-            greedy = generate_answers(model.policy, tokenizer, prompts, args.response_length)
             torch.manual_seed(args.seed)
             sampled = generate_answers(model.policy, tokenizer, prompts * 4, args.response_length, do_sample=True,
                                        temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p)
+            res.update(rule_checks(checks, prompts * 4, sampled, eval_rows * 4, suffix="_sampled"))
+        if reward_model is not None:
+            greedy = generate_answers(model.policy, tokenizer, prompts, args.response_length)
             res["reward_score"] = round(sum(reward_model(prompts, greedy)) / len(prompts), 4)
             res["reward_score_sampled"] = round(sum(reward_model(prompts * 4, sampled)) / len(sampled), 4)
         return res
@@ -270,6 +276,9 @@ def main(argv: list[str]) -> int:
         if "reward_score" in after:
             summary[-1] += (f"; reward score greedy {before['reward_score']:.3f} -> {after['reward_score']:.3f}, "
                             f"sampled {before['reward_score_sampled']:.3f} -> {after['reward_score_sampled']:.3f}")
+        summary += [f"rule check {k.removeprefix('check_')}: greedy {before[k]:.1%} -> {after[k]:.1%}, sampled "
+                    f"{before[k + '_sampled']:.1%} -> {after[k + '_sampled']:.1%}"
+                    for k in after if k.startswith("check_") and not k.endswith("_sampled")]
     run.finish({
         "model_name_or_path": model_args.model_name_or_path, "dataset_name": args.dataset_name,
         "reward_model_name_or_path": args.reward_model_name_or_path, "reward_funcs": args.reward_funcs,
