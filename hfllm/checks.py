@@ -119,13 +119,14 @@ RULES = {
                      "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                      "intermediate_size", "max_position_embeddings", "max_new_tokens", "num_beams",
                      "num_return_sequences", "num_proc", "batch_size", "min_frequency", "total_episodes",
-                     "concurrency_limit", "vocab_size"), POSITIVE),
+                     "concurrency_limit", "vocab_size", "max_concurrency", "max_queue", "max_prompt_chars",
+                     "max_tokens_cap", "check_max_new_tokens"), POSITIVE),
     **dict.fromkeys(("eval_samples", "answer_eval_samples", "dataloader_num_workers", "min_words", "top_k"), COUNT),
     # save_steps and warmup_steps may be shares of the run (below 1) in TrainingArguments
     **dict.fromkeys(("learning_rate", "weight_decay", "max_grad_norm", "num_train_epochs", "eval_split_size",
                      "kl_coef", "vf_coef", "beta", "save_steps", "warmup_steps"), NON_NEGATIVE),
     **dict.fromkeys(("temperature", "repetition_penalty", "lora_alpha", "cliprange", "cliprange_value",
-                     "target_kl"), POSITIVE_REAL),
+                     "target_kl", "max_seconds"), POSITIVE_REAL),
     **dict.fromkeys(("seed", "data_seed"), SEED),
     "lora_dropout": SHARE, "min_p": SHARE, "top_p": Range(0, 1, low_open=True), "gamma": UNIT, "lam": UNIT,
     # One token of context and one to predict: below that every loss is empty (0 or NaN).

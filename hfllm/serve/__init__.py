@@ -234,11 +234,6 @@ def check_settings(args: ServeArguments) -> None:
     if args.host not in LOOPBACK and not args.api_key:
         raise UserError(f"--host {args.host} lets other machines in: pass --api_key KEY (or set HFLLM_API_KEY), "
                         "which clients send as their API key")
-    for name in ("max_concurrency", "max_queue", "max_prompt_chars", "max_tokens_cap"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.max_seconds <= 0:
-        raise UserError(f"--max_seconds must be > 0, got {args.max_seconds}")
 
 
 def main(argv: list[str]) -> int:
