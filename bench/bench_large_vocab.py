@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import QUIET, ROOT, hfllm_cli, load_average, median, trainer_step_timer, write_json
+from common import QUIET, ROOT, hfllm_cli, load_average, median, rss_mb, trainer_step_timer, write_json
 
 BATCH, WARMUP = 8, 2
 LORA = {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
@@ -55,11 +55,6 @@ def write_data(path: Path, rows: int) -> None:
                 story += next(texts) + " "
             f.write(json.dumps({"messages": [{"role": "user", "content": "Tell me a story."},
                                              {"role": "assistant", "content": story.strip()}]}) + "\n")
-
-
-def rss_mb(field: str) -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
 
 
 def child(way: str, model: str, data: str, out: str, steps: int, max_length: int) -> dict:

@@ -35,7 +35,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import QUIET, hfllm_cli, load_average, median, random_model, trainer_step_timer, write_json
+from common import QUIET, hfllm_cli, load_average, median, random_model, rss_mb, trainer_step_timer, write_json
 
 BATCH, MAX_LENGTH, WARMUP, WINDOWS = 16, 128, 2, 3
 HFLLM_VARIANTS = {"hfllm defaults": [],
@@ -93,12 +93,6 @@ def trl_sft(model_path: str, out: Path, steps: int, as_shipped: bool) -> tuple[f
     with trainer_step_timer() as timer, batch_counter() as counts:
         SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tok).train()
     return rates(timer.times, counts)
-
-
-def rss_mb(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process; unlike ru_maxrss, not inherited from the parent."""
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
 
 
 def child(mode: str, model: str, out: str, steps: int) -> dict:

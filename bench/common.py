@@ -88,6 +88,12 @@ def trainer_step_timer():
     return trainer_callback(StepTimer())
 
 
+
+def rss_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process; unlike ru_maxrss, not inherited from the parent."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     """The machine's fp32 matmul rate: best of `repeats` square size x size products (2 n^3 FLOPs each)."""
     import torch
