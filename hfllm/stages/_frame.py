@@ -150,21 +150,24 @@ class Run:
         return bool(getattr(self.config, "trust_remote_code", False))
 
     def load_tokenizer(self, name_or_path: str | None = None):
-        """The model's tokenizer (revision and remote code as the flags say), with a chat template; then, on the
-        main process, what the stage's data looks like through it (hfllm.inspect.stage_summary)."""
+        """The model's tokenizer (revision and remote code as the flags say), with a chat template; then what the
+        stage's data looks like through it (hfllm.inspect.stage_summary), printed by the main process."""
         source = name_or_path or self.model_args.model_name_or_path
         revision = self.model_args.model_revision if self.model_args and not name_or_path else None
         tokenizer = load_tokenizer(source, revision=revision, trust_remote_code=self.trust_remote_code)
         if ensure_chat_template(tokenizer) and self.is_main_process:
             print("note: the model has no chat template; using hfllm's (role markers as plain text)")
-        if name_or_path is None and self.is_main_process:  # the stage's data through it, in a few lines
+        if name_or_path is None:  # the stage's data through it, in a few lines
             from hfllm.inspect import stage_summary
 
+            # On every process: TRL's data preparation, which the summary runs, waits for the other processes
+            # (main_process_first); run on the main one alone, the ranks' barriers no longer pair and DDP hangs.
             try:
-                print("\n".join(stage_summary(self.stage, tokenizer, self.args, self.config, self.explicit)),
-                      flush=True)
+                lines = stage_summary(self.stage, tokenizer, self.args, self.config, self.explicit)
             except Exception as exc:  # noqa: BLE001  a report: the stage has read its data already, and trains
-                print(f"note: no data summary ({first_line(exc, with_type=True)})")
+                lines = [f"note: no data summary ({first_line(exc, with_type=True)})"]
+            if self.is_main_process:
+                print("\n".join(lines), flush=True)
         return tokenizer
 
     def load_model(self, loader, tokenizer=None, **kwargs):
