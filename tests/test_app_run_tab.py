@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from hfllm.app import handlers as h
+from hfllm.app import models as m
 from hfllm.app.run_report import report_view
 
 
@@ -39,9 +39,9 @@ def test_run_tab_shows_the_report_card(tiny_pretrained, tmp_path):
 
     run = write_run(tmp_path / "run")
     shutil.copytree(tiny_pretrained, run / "sft")
-    models, _, first_run = h.find_models([str(run)])
+    models, _, first_run = m.find_models([str(run)])
     assert first_run == run
-    demo = build_app({name: h.load_model(path) for name, path in models.items()}, None, tmp_path / "f.jsonl",
+    demo = build_app({name: m.load_model(path) for name, path in models.items()}, None, tmp_path / "f.jsonl",
                      run_dir=first_run)
     components = {c.get("props", {}).get("elem_id"): c["props"] for c in demo.config["components"]}
     assert "learned to answer" in components["run-report"]["value"]

@@ -176,12 +176,14 @@ CASES = {
                                 ["grpo", "--model_name_or_path", "model", "--dataset_name", "data/prompts.jsonl",
                                  "--reward_funcs", "exact_anser", "--output_dir", "out/grpo"],
                                 "unknown reward function 'exact_anser'; use one of exact_answer, answer_partial, "
-                                "format_sentence, length_penalty or an import path like 'mypackage.rewards:my_reward'"),
+                                "format_sentence, length_penalty, friendly_closing or an import path like "
+                                "'mypackage.rewards:my_reward'"),
     "unknown_reward_ppo": Case("ppo", "unknown reward function",
                                ["ppo", "--model_name_or_path", "model", "--dataset_name", "data/prompts.jsonl",
                                 "--reward_funcs", "lenght_penalty", "--output_dir", "out/ppo"],
                                "unknown reward function 'lenght_penalty'; use one of exact_answer, answer_partial, "
-                               "format_sentence, length_penalty or an import path like 'mypackage.rewards:my_reward'"),
+                               "format_sentence, length_penalty, friendly_closing or an import path like "
+                               "'mypackage.rewards:my_reward'"),
     # --- output folders and disks -----------------------------------------------------------------
     "other_run": Case("sft", "output folder that holds another stage's finished run",
                       ["sft", "--model_name_or_path", "model", "--output_dir", "tok"],
