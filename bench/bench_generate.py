@@ -8,9 +8,10 @@ One model (the tiny preset, random weights, saved and loaded as a stage folder),
 
 - bare: tokenizer + `model.generate(max_new_tokens=N, do_sample=False)`, nothing else;
 - hfllm generate(): hfllm.generate.generate, what `hfllm generate` runs for several samples;
-- hfllm stream(): hfllm.generate.stream, what `hfllm generate` runs by default (a generation thread
-  feeding a TextIteratorStreamer);
-- app: the playground's chat path: fit_chat, Sampling.kwargs (greedy), sampling_guard, stream.
+- `hfllm generate` (streaming, its default): hfllm.generate.generate with ``write``, pieces handed to the
+  caller on the generating thread (what the terminal gets);
+- app: the playground's chat path: fit_chat, Sampling.kwargs (greedy), sampling_guard, stream (a
+  generation thread feeding a TextIteratorStreamer, since Gradio iterates a generator).
 
 Model loading is left out (steady state); each path runs once to warm up, then `--repeats`
 rounds run every path once, in alternating order. A path's ratio to bare is the median over
@@ -81,8 +82,21 @@ def run(quick: bool = False, work: Path | None = None, repeats: int = 15) -> dic
         out = generate(model, tok, text, gen_kwargs)[0]
         return time.perf_counter() - start, None, out
 
+    def hfllm_stream():  # what the terminal gets: the first piece's time and the whole text
+        pieces, first = [], []
+        start = time.perf_counter()
+
+        def write(piece):
+            if not first:
+                first.append(time.perf_counter())
+            pieces.append(piece)
+
+        generate(model, tok, text, gen_kwargs, write=write)
+        total = time.perf_counter() - start
+        return total, (first[0] if first else start + total) - start, "".join(pieces)
+
     ways = {"bare": lambda: bare_generate(model, tok, text, n_new), "hfllm_generate": hfllm_generate,
-            "hfllm_stream": lambda: timed_stream(stream(model, tok, text, gen_kwargs)), "app_stream": app_chat}
+            "hfllm_stream": hfllm_stream, "app_stream": app_chat}
     seconds = {w: [] for w in ways}
     first = {w: [] for w in ways}
     outputs = {}

@@ -106,16 +106,30 @@ def _stop_ids(model, tokenizer):
 
 
 def generate(model, tokenizer, text: str, gen_kwargs: dict, seed: int | None = None,
-             add_special_tokens: bool = False) -> list[str]:
-    """All completions (new text only) for one prompt."""
+             add_special_tokens: bool = False, write=None) -> list[str]:
+    """All completions (new text only) for one prompt. ``write``, for one greedy or sampled sequence, gets each
+    piece of text as it is decoded, on this thread: a terminal needs no generation thread (``stream``'s)."""
     inputs = encode(model, tokenizer, text, gen_kwargs["max_new_tokens"], add_special_tokens)
     if seed is not None:
         torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(**inputs, **gen_kwargs, eos_token_id=_stop_ids(model, tokenizer),
-                             pad_token_id=tokenizer.pad_token_id)
+                             pad_token_id=tokenizer.pad_token_id, streamer=_writer(tokenizer, write))
     start = inputs["input_ids"].shape[1]
     return [tokenizer.decode(seq[start:], skip_special_tokens=True) for seq in out]
+
+
+def _writer(tokenizer, write):
+    if write is None:
+        return None
+    from transformers import TextStreamer
+
+    class Writer(TextStreamer):  # transformers' streamer prints; this one hands the text to ``write``
+        def on_finalized_text(self, text: str, stream_end: bool = False):
+            if text:
+                write(text)
+
+    return Writer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
 def stream(model, tokenizer, text: str, gen_kwargs: dict, seed: int | None = None, stop_event=None):
@@ -231,11 +245,14 @@ def main(argv: list[str]) -> int:
     for prompt in args.prompt:
         text = format_prompt(tokenizer, prompt, args.chat, args.system_prompt)
         if args.stream and gen_kwargs["num_return_sequences"] == 1 and gen_kwargs["num_beams"] == 1:
-            pieces = stream(model, tokenizer, text, gen_kwargs, args.seed)
+            encode(model, tokenizer, text, gen_kwargs["max_new_tokens"])  # a bad prompt fails before the echo
             sys.stdout.write(prompt if not args.chat else f"> {prompt}\n")
-            for piece in pieces:
+
+            def write(piece):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
+
+            generate(model, tokenizer, text, gen_kwargs, args.seed, write=write)
             sys.stdout.write("\n")
         else:
             for i, completion in enumerate(generate(model, tokenizer, text, gen_kwargs, args.seed)):

@@ -50,6 +50,26 @@ def test_stream_matches_non_streamed_greedy(lm):
     assert "".join(stream(model, tok, PROMPT, kwargs)) == generate(model, tok, PROMPT, kwargs)[0]
 
 
+def test_written_pieces_match_the_completion_and_need_no_thread(lm, tiny_pretrained, monkeypatch, capsys):
+    import threading
+
+    def no_thread(*args, **kwargs):
+        raise AssertionError("the terminal's streaming started a thread")
+
+    model, tok = lm
+    kwargs = sampling_kwargs(GenerateArguments(max_new_tokens=12))
+    expected = generate(model, tok, PROMPT, kwargs)[0]
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    pieces = []
+    assert generate(model, tok, PROMPT, kwargs, write=pieces.append) == [expected]
+    assert "".join(pieces) == expected, pieces
+    monkeypatch.undo()  # loading a model may use threads; the command's generation is the call above
+    capsys.readouterr()
+    assert run_cli("generate", "--model_name_or_path", tiny_pretrained, "--prompt", PROMPT,
+                   "--max_new_tokens", "12") == 0  # the command's default streaming, on this thread
+    assert capsys.readouterr().out == PROMPT + expected + "\n"
+
+
 def test_next_token_distribution_follows_the_warpers(lm):
     model, tok = lm
     rows = next_token_distribution(model, tok, PROMPT, top_n=30)
