@@ -117,7 +117,7 @@ def test_sampling_lab_draws_the_distribution(page):
 def test_compare_vote_appends_a_row(page, app):
     feedback = app[1]
     before = len(feedback.read_text().splitlines()) if feedback.exists() else 0
-    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("tab", name="Compare", exact=True).click()
     page.locator("#cmp-prompt textarea").fill("What is 2 + 3?")
     page.locator("#cmp-go").click()
     expect(page.locator("#vote-status")).to_contain_text("Which answer is better", timeout=60_000)
@@ -129,6 +129,13 @@ def test_compare_vote_appends_a_row(page, app):
     assert len(rows) == before + 1
     assert rows[-1]["prompt"] == [{"role": "user", "content": "What is 2 + 3?"}]
     assert rows[-1]["chosen"] == [{"role": "assistant", "content": right}]
+
+
+def test_compare_all_answers_with_every_model(page):
+    page.get_by_role("tab", name="Compare all").click()
+    page.locator("#all-go").click()
+    expect(page.locator("#all-status")).to_contain_text("2 answers to the same prompt", timeout=60_000)
+    shot(page, "compare-all")
 
 
 def test_tokenizer_and_best_of_n_tabs_render(page):

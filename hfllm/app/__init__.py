@@ -1,1 +1,2 @@
-"""The Gradio playground: `hfllm chat` (launch.py), the layout (layout.py), its logic without Gradio (handlers.py)."""
+"""The Gradio playground: `hfllm chat` (launch.py), build_app (layout.py) putting the tabs (tabs/) together, their
+logic without Gradio (handlers.py), the models served (models.py)."""

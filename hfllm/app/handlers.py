@@ -22,7 +22,8 @@ import torch
 
 from hfllm.checks import COUNT, POSITIVE, POSITIVE_REAL, SEED, SHARE, Range, number
 from hfllm.errors import UserError
-from hfllm.generate import GenerateArguments, format_prompt, generate, next_token_distribution, sampling_kwargs
+from hfllm.generate import GenerateArguments, encode, format_prompt, generate, next_token_distribution
+from hfllm.generate import sampling_kwargs
 
 MAX_PROMPT_CHARS = 8000   # a message longer than this is refused before tokenizing
 MAX_NEW_TOKENS = 512      # whatever a client asks for
@@ -212,6 +213,53 @@ def distribution(model, tokenizer, text: str, temperature: float, top_k: int, to
     return pd.DataFrame([{"token": f"{i + 1:0{width}d} {_show(tok)}", "id": tid, "before": round(p0, 5),
                           "after": round(p1, 5), "status": "kept" if kept else "dropped"}
                          for i, (tok, tid, p0, p1, kept) in enumerate(rows)])
+
+
+def next_token_entropy(model, tokenizer, text: str) -> tuple[float, float]:
+    """(entropy in nats, probability of the likeliest token) of the model's whole next-token distribution after
+    ``text``, at temperature 1: how much there is for temperature, top-k and top-p to reshape."""
+    inputs = encode(model, tokenizer, text, 1)
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1].float()
+    probs = torch.softmax(logits, -1)
+    return float(torch.distributions.Categorical(probs=probs).entropy()), float(probs.max())
+
+
+@dataclass
+class Opening:
+    """The prompt the sampling lab opens on, and what was measured to choose it."""
+    prompt: str
+    entropy: float
+    top: float
+    tried: int
+
+    def note(self, model_name: str) -> str:
+        return (f"Of {self.tried} story openings from the built-in data, this is the one whose next token "
+                f"`{model_name}` is least sure of (entropy {self.entropy:.2f} nats, the likeliest token "
+                f"{self.top:.0%}): there is something for temperature, top-k and top-p to reshape.")
+
+
+def spread_out_prompt(model, tokenizer, stories: int = 4, words: int = 20) -> Opening:
+    """The lab's opening prompt: among the first ``words`` words of a few built-in stories, cut at every word, the
+    prefix after which the model's next token is least certain. One forward pass per story: the logits at each
+    position are the next-token distribution of the prefix ending there."""
+    import random
+
+    from hfllm.data.builtin import story
+
+    context, candidates, first = context_length(model) or 1024, [], None
+    for seed in range(stories):
+        text = " ".join(story(random.Random(seed)).split()[:words])
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:context]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float()
+        entropies = torch.distributions.Categorical(logits=logits).entropy().tolist()
+        prefixes = [tokenizer.decode(ids[:end]) for end in range(len(ids) + 1)]
+        candidates += [(entropies[end - 1], prefixes[end]) for end in range(1, len(ids))  # where a word starts next
+                       if prefixes[end + 1][len(prefixes[end]):].startswith(" ")]
+        first = first or text
+    prompt = max(candidates, default=(None, first))[1]
+    return Opening(prompt, *next_token_entropy(model, tokenizer, prompt), len(candidates))
 
 
 def step(model, tokenizer, text: str, temperature: float, top_k: int, top_p: float, min_p: float,

@@ -14,7 +14,8 @@ import torch
 
 from hfllm import run_folder
 from hfllm.errors import UserError, first_line
-from hfllm.stages import MODEL_STAGES, REWARD_STAGES
+from hfllm.stages import CHAT_STAGES, MODEL_STAGES, REWARD_STAGES
+
 
 def is_run_folder(path: Path) -> bool:
     return (path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
@@ -47,6 +48,33 @@ def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | 
             name = "/".join(path.resolve().parts[-2:]) if path.exists() else source
             models[_unique(models, name)] = source
     return models, reward, first_run
+
+
+def chat_opening(models: dict, sources: dict[str, str]) -> tuple[str, str]:
+    """The model the playground opens on, and one line saying why: the latest stage trained to chat (in pipeline
+    order) of the first run that has one, else the first model whose tokenizer came with its own chat template,
+    else the first model. ``models`` maps a name to (model, tokenizer), ``sources`` a name to its folder or id."""
+    from hfllm.chat_template import CHAT_TEMPLATE
+
+    names = list(models)
+    where = {n: Path(sources[n]).expanduser().absolute() for n in names if n in sources}
+    stages = {n: run_folder.recorded_stage(where[n]) if n in where and where[n].is_dir() else None for n in names}
+    base = [n for n in names if stages[n] in MODEL_STAGES and stages[n] not in CHAT_STAGES]
+    others = f"; choose another model above (`{base[0]}` is the base model: it continues text rather than " \
+             "answering)" if base and len(names) > 1 else ""
+    chat = [n for n in names if stages[n] in CHAT_STAGES]
+    if chat:  # a run's stages are sibling folders (not resolved: a stage may be a link to a model elsewhere)
+        run = sorted((n for n in chat if where[n].parent == where[chat[0]].parent),
+                     key=lambda n: CHAT_STAGES.index(stages[n]))
+        order = " → ".join(stages[n] for n in run)
+        return run[-1], f"Chat opens on **{run[-1]}**, the latest stage trained to chat ({order}){others}."
+    own = [n for n in names if stages[n] is None and models[n][1].chat_template != CHAT_TEMPLATE]
+    if own:
+        return own[0], f"Chat opens on **{own[0]}**: its tokenizer came with a chat template, so it was tuned to chat."
+    if names[0] in base:
+        return names[0], (f"Chat opens on **{names[0]}**: no model loaded was trained to chat, so it continues your "
+                          "text rather than answering it.")
+    return names[0], f"Chat opens on **{names[0]}**, the first model given: none is known to be trained to chat."
 
 
 def feedback_file(sources: list[str], first_run: Path | None) -> Path:

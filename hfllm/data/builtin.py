@@ -232,7 +232,7 @@ MORALS = ["help your friends", "be kind to animals", "never give up", "share wit
           "listen to others", "tell the truth"]
 
 
-def _story(rng: random.Random) -> str:
+def story(rng: random.Random) -> str:
     """A small children's story with an opening, two or three events and an ending; facts woven in are true."""
     girl = rng.random() < 0.5
     name = rng.choice(GIRLS if girl else BOYS)
@@ -313,7 +313,7 @@ def _pretrain(rng: random.Random) -> list[dict]:
     docs = [d for r in range(FACT_ROUNDS) for d in _fact_docs(rng, first=r == 0)]
     size = sum(len(d) + 12 for d in docs)  # + the JSON wrapping of each row
     while size < PRETRAIN_BYTES:
-        docs.append(_story(rng))
+        docs.append(story(rng))
         size += len(docs[-1]) + 12
     rng.shuffle(docs)
     return [{"text": d} for d in docs]

@@ -19,6 +19,7 @@ class Stage:
     output: str        # what its folder holds: "data", "tokenizer", "model" (a causal LM) or "reward"
     trl: bool = False  # trains with TRL (its version goes into the model card)
     argv: tuple = ()   # words before the flags: `hfllm data clean` is the "clean" stage
+    base: bool = False  # its model continues text: it was not trained to answer chats
 
 
 STAGES = {s.name: s for s in (
@@ -27,7 +28,7 @@ STAGES = {s.name: s for s in (
     Stage("tokenizer", "hfllm.stages.tokenizer", "train a byte-level BPE tokenizer",
           "a byte-level BPE tokenizer trained with `tokenizers`", "tokenizer"),
     Stage("pretrain", "hfllm.stages.pretrain", "pretrain a decoder-only model built from a config",
-          "pretraining on next-token prediction with `transformers.Trainer`", "model"),
+          "pretraining on next-token prediction with `transformers.Trainer`", "model", base=True),
     Stage("sft", "hfllm.stages.sft", "supervised fine-tuning (full or LoRA) with trl.SFTTrainer",
           "supervised fine-tuning with `trl.SFTTrainer`", "model", trl=True),
     Stage("reward", "hfllm.stages.reward", "train a reward model on preference pairs",
@@ -49,4 +50,5 @@ STAGES = {s.name: s for s in (
 )}
 
 MODEL_STAGES = tuple(name for name, s in STAGES.items() if s.output == "model")  # what chat/push look for
+CHAT_STAGES = tuple(name for name in MODEL_STAGES if not STAGES[name].base)  # what the playground opens on
 REWARD_STAGES = tuple(name for name, s in STAGES.items() if s.output == "reward")
