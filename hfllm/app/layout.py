@@ -18,6 +18,7 @@ import pandas as pd
 
 from hfllm.app import handlers as h
 from hfllm.app import models as m
+from hfllm.app.insight_tabs import insight_tabs
 from hfllm.app.launch import CONCURRENCY
 from hfllm.app.run_report import report_view
 from hfllm.errors import UserError, first_line, user_line
@@ -364,6 +365,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
                 bo_btn.click(best_of_n, [bo_prompt, model_pick, bo_system, bo_n, bo_expected, *bo_knobs], bo_table,
                              api_name="best_of_n")
 
+            insight_tabs(pick, names, reward)
             with gr.Tab("Tokenizer", id="tokenizer"):
                 tok_text = gr.Textbox("Tokenizers split text into pieces: 3 + 4 = 7, unbelievably!",
                                       label="text", lines=3)
