@@ -112,7 +112,7 @@ def insight_tabs(pick, names: list[str], reward) -> None:
             at_layer = gr.Slider(1, layers, layers, step=1, label="layer")
             at_head = gr.Dropdown(["mean", *[str(i + 1) for i in range(heads)]], value="mean", label="head")
         at_btn = gr.Button("Show attention", variant="primary", elem_id="attention-go")
-        at_note = gr.Markdown()
+        at_note = gr.Markdown(elem_id="attention-note")
         at_bars = gr.BarPlot(x="token", y="weight", sort="x", x_label_angle=-50, y_lim=[0, 1],
                              title="attention from the last token", elem_id="attention-bars")
         at_matrix = gr.Dataframe(label="every position (rows) over the tokens it sees (columns)", max_height=320)
