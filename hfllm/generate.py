@@ -1,6 +1,7 @@
 """Sample from a model: greedy, multinomial, top-k, top-p, min-p, temperature, beam search.
 The one place hfllm generates text: ``generate`` (one prompt), ``stream`` (its pieces as they come),
-``generate_answers`` (many conversations, batched), ``next_token_distribution`` (the app's lab).
+``generate_answers`` (many conversations, batched), ``next_token_distribution`` (the app's lab),
+``generate_scored`` (one answer with the model's own logits at each step: the app's hallucination view).
 
     hfllm generate --model_name_or_path runs/tiny/pretrain --prompt "Once upon a time"
     hfllm generate --model_name_or_path runs/tiny/sft --chat --prompt "What is 3 + 4?" --temperature 0.7 --top_p 0.9
@@ -130,6 +131,23 @@ def _writer(tokenizer, write):
                 write(text)
 
     return Writer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def generate_scored(model, tokenizer, text: str, gen_kwargs: dict, seed: int | None = None):
+    """One completion as (prompt ids, answer ids, raw logits per answer token [steps, vocab]).
+
+    The logits are the model's own, before temperature, filters or penalties (transformers' output_logits), so
+    their softmax is the probability the model itself gave each token it produced, however it was picked."""
+    inputs = encode(model, tokenizer, text, gen_kwargs["max_new_tokens"])
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(**inputs, **{**gen_kwargs, "num_return_sequences": 1, "num_beams": 1},
+                             output_logits=True, return_dict_in_generate=True,
+                             eos_token_id=_stop_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id)
+    start = inputs["input_ids"].shape[1]
+    answer = out.sequences[0, start:]
+    return inputs["input_ids"][0], answer, torch.cat(out.logits, 0)[:len(answer)].float()
 
 
 def stream(model, tokenizer, text: str, gen_kwargs: dict, seed: int | None = None, stop_event=None):

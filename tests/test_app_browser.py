@@ -145,3 +145,16 @@ def test_tokenizer_and_best_of_n_tabs_render(page):
     shot(page, "tokenizer")
     page.get_by_role("tab", name="Best-of-N").click()
     expect(page.locator("#no-reward")).to_contain_text("hfllm reward")
+
+
+def test_confidence_and_attention_tabs_render(page):
+    page.get_by_role("tab", name="Confidence").click()
+    page.locator("#conf-go").click()
+    expect(page.locator("#conf-truth")).to_contain_text("Truth:")
+    expect(page.locator("#conf-spans")).to_contain_text("low confidence")
+    shot(page, "confidence")
+    page.get_by_role("tab", name="Attention").click()
+    page.locator("#attention-go").click()
+    expect(page.locator("#attention-note")).to_contain_text("Predicting the next token")
+    expect(page.locator("#attention-bars canvas, #attention-bars svg").first).to_be_visible()
+    shot(page, "attention")

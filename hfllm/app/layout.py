@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from hfllm.app import models as m
+from hfllm.app.insight_tabs import insight_tabs
 from hfllm.app.launch import CONCURRENCY
 from hfllm.app.tabs.best_of_n import best_of_n_tab
 from hfllm.app.tabs.chat import chat_tab
@@ -47,6 +48,7 @@ def build_app(models: dict, reward=None, preference_file: str | Path = "runs/fee
             compare_tab(shared, Path(preference_file))
             compare_all_tab(shared)
             best_of_n_tab(shared, reward)
+            insight_tabs(shared.pick, names, reward)
             tokenizer_tab(shared, demo)
             data_tab(shared, sources)
             run_tab(run_dir)
