@@ -55,10 +55,19 @@ def _quiet_replica() -> None:
     warnings.filterwarnings("ignore")
 
 
+# Deprecations one library raises on another's call (TRL reading transformers' old name): nothing a user can act on.
+LIBRARY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("HFLLM_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    if not debug:
+        import warnings
+
+        for message in LIBRARY_DEPRECATIONS:
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

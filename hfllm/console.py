@@ -25,7 +25,8 @@ COLUMNS = {
     "mean_token_accuracy": ("tok acc", "{:.4f}"),  # SFT
     "rewards/accuracies": ("acc", "{:.4f}"), "rewards/margins": ("margin", "{:.4f}"),  # DPO and its kin
     "accuracy": ("acc", "{:.4f}"), "margin": ("margin", "{:.4f}"),  # reward
-    "reward": ("reward", "{:.4f}"), "score": ("score", "{:.4f}"), "rule_accuracy": ("rule acc", "{:.4f}"),  # RL
+    "reward": ("reward", "{:.4f}"), "score": ("score", "{:.4f}"),  # RL
+    "rule_accuracy": ("answers ok", "{:.4f}"),  # PPO: the sampled answers that are right (builtin.answer_is_correct)
     "kl": ("kl", "{:.4f}"), "entropy": ("entropy", "{:.4f}"), "response_length": ("length", "{:.1f}"),
 }
 WIDTH = 8  # each value right-aligned in this many characters, so columns line up from line to line

@@ -187,16 +187,19 @@ def _from_pretrained(auto_class, name_or_path: str, what: str, shown: str | None
 @contextmanager
 def quiet_load_report():
     """Without transformers' LOAD REPORT table (a warning of modeling_utils' logger): report_loading says what
-    matters in one line. Errors still raise."""
+    matters in one line. Errors still raise. modeling_utils at that level also checks the tensor-parallel plan
+    of a model that is not split, and warns that its norms "were not sharded": quiet too."""
     from transformers.utils import logging as hf_logging
 
-    logger = hf_logging.get_logger("transformers.modeling_utils")
-    level = logger.level
-    logger.setLevel(hf_logging.ERROR)
+    loggers = [hf_logging.get_logger(f"transformers.{name}") for name in ("modeling_utils", "distributed.tensor_parallel")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(hf_logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 _new_heads: set[str] = set()  # the sources a new head was reported for, once per process

@@ -83,6 +83,19 @@ def test_ppo_prints_its_updates_in_the_same_format(tiny_pretrained, tmp_path, ca
                    "--num_ppo_epochs", "1", "--eval_samples", "4", "--output_dir", tmp_path / "ppo") == 0
     out, _ = capfd.readouterr()
     steps = [line for line in out.splitlines() if line.startswith("step ")]
-    assert len(steps) == 2 and all(re.match(r"^step +\d/2  score +-?[\d.]+  rule acc +[\d.]+  kl +-?[\d.]+ .*"
+    assert len(steps) == 2 and all(re.match(r"^step +\d/2  score +-?[\d.]+  answers ok +[\d.]+  kl +-?[\d.]+ .*"
                                             r"tok/s  ETA \d:\d\d:\d\d$", line) for line in steps), out
     assert "ppo update" not in out and "it/s]" not in out  # no bar either: disable_tqdm is hfllm's default
+
+
+def test_loading_a_model_does_not_warn_about_sharding(tiny_pretrained):
+    """Quieting modeling_utils' logger (for the LOAD REPORT) makes transformers check the tensor-parallel plan of
+    a model that is not split, and print that its norms "were not sharded": not on hfllm's console. A fresh
+    interpreter, since the test session's loggers are not a user's."""
+    import subprocess
+    import sys
+
+    code = f"from hfllm.loading import load_causal_lm; load_causal_lm({str(tiny_pretrained)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "sharded" not in done.stdout + done.stderr, done.stderr
