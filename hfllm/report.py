@@ -62,6 +62,13 @@ def fmt(key: str, value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
+def moved(key: str, before: float, after: float) -> bool:
+    """Whether a number changed by more than its shown rounding: half a point of a share, 1 % of anything else."""
+    if any(s in key for s in SHARES):
+        return abs(after - before) >= 0.005
+    return abs(after - before) > 0.01 * max(abs(before), abs(after), 1e-12)
+
+
 def changes(metrics: dict) -> list[tuple[str, float, float]]:
     """(key, before, after) of every number the stage measured twice, in LABELS' order, rule checks after."""
     pairs = {"reward": ("reward_first", "reward_last")}
@@ -81,8 +88,10 @@ def changes(metrics: dict) -> list[tuple[str, float, float]]:
 def plain_line(name: str, command: str, metrics: dict) -> str:
     """One sentence: what the stage did, and the numbers that show it (at most four)."""
     words = DID.get(command, STAGES[command].card if command in STAGES else command)
-    shown = [f"{label(k)} {fmt(k, b)} -> {fmt(k, a)}" for k, b, a in changes(metrics)
-             if k in LABELS or k.startswith("check_")][:4]
+    told = [(k, b, a) for k, b, a in changes(metrics) if k in LABELS or k.startswith("check_")]
+    # What moved first: PPO's greedy closing at 100% -> 100% says less than its sampled one at 56% -> 86%.
+    told.sort(key=lambda c: moved(*c) is False)
+    shown = [f"{label(k)} {fmt(k, b)} -> {fmt(k, a)}" for k, b, a in told[:4]]
     if command == "tokenizer" and metrics.get("vocab_size"):
         shown.append(f"{metrics['vocab_size']} tokens, {metrics.get('chars_per_token_held_out')} characters per "
                      "token on held-out text")

@@ -15,6 +15,14 @@ def test_plain_line_says_what_moved():
     assert "prefers the chosen answer 28.0% -> 73.5%" in line and "answer accuracy 36.1% -> 30.8%" in line
     assert "passing the rule friendly_closing 0.0% -> 90.0%" in line
     assert "count" not in line and "beta" not in line
+    # PPO's: what moved comes first, so the sampled closing is told before the greedy one that stayed at 100 %.
+    ppo = {"reward_score_sampled_before": 4.99, "reward_score_sampled": 5.81, "reward_score_before": 6.0,
+           "reward_score": 6.01, "answer_accuracy_before": 0.23, "answer_accuracy": 0.16,
+           "check_friendly_closing_before": 1.0, "check_friendly_closing": 1.0,
+           "check_friendly_closing_sampled_before": 0.558, "check_friendly_closing_sampled": 0.862, "kl_final": 1.39}
+    line = plain_line("ppo", "ppo", ppo)
+    assert "sampled answers passing the rule friendly_closing 55.8% -> 86.2%" in line, line
+    assert "greedy answers passing" not in line and "reward of greedy answers 6 -> 6.01" in line, line
 
 
 def test_pipeline_writes_a_report_card_for_every_stage(tiny_tokenizer, tmp_path, capsys):
