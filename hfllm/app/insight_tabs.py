@@ -108,7 +108,8 @@ def insight_tabs(pick, names: list[str], reward) -> None:
             at_text = gr.Textbox("The sky is blue. The grass is green. The sky is", label="text", lines=2, scale=3)
             at_model = _model_choice(names)
         with gr.Row():
-            at_layer = gr.Slider(1, layers, layers, step=1, label="layer")
+            # A slider needs two ends: a one-layer model gets a fixed one (its layer 2 is refused in one line)
+            at_layer = gr.Slider(1, max(layers, 2), layers, step=1, label="layer", interactive=layers > 1)
             at_head = gr.Dropdown(["mean", *[str(i + 1) for i in range(heads)]], value="mean", label="head")
         at_btn = gr.Button("Show attention", variant="primary", elem_id="attention-go")
         at_note = gr.Markdown(elem_id="attention-note")
