@@ -252,7 +252,7 @@ def main(argv: list[str]) -> int:
     if not args.prompt:
         raise UserError("no prompt: pass --prompt 'some text'")
     gen_kwargs = sampling_kwargs(args, explicit)
-    from hfllm.checks import check_model_kind
+    from hfllm.model_checks import check_model_kind
     from hfllm.loading import check_model_source, load_causal_lm, load_tokenizer
 
     # The model first: a typo, a pickle-only folder or a reward model is refused before anything loads.

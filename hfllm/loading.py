@@ -162,7 +162,7 @@ def _from_pretrained(auto_class, name_or_path: str, what: str, shown: str | None
         warn_remote_code(shown)
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():  # before allocating: a model that cannot fit is one line, not a frozen machine
-        from hfllm.checks import check_memory
+        from hfllm.model_checks import check_memory
 
         check_memory(sum(f.stat().st_size for f in folder.glob("*.safetensors")), f"{what} '{shown}'")
     try:

@@ -125,7 +125,7 @@ class RewardModelScorer:
         import torch
 
         from hfllm.chat_template import ensure_chat_template
-        from hfllm.checks import check_model_kind
+        from hfllm.model_checks import check_model_kind
         from hfllm.loading import check_model_source, is_adapter_folder, load_sequence_classifier, load_tokenizer
 
         check_model_source(path, "reward model")

@@ -4,12 +4,13 @@ import json
 
 import pytest
 
-from hfllm.data.builtin import (ARITHMETIC, CLOSING, PARTS, PREFIXES, RUDE, TEMPLATES, _questions, _reply, _say, answer_is_correct, build_part,
-                                builtin_path, split_facts)
+from hfllm.data import world
+from hfllm.data.builtin import CLOSING, PARTS, PREFIXES, RUDE, answer_is_correct, build_part, builtin_path
+from hfllm.data.world import ARITHMETIC, TEMPLATES, split_facts
 from hfllm.errors import UserError
 
 TRAIN, HELD_OUT = split_facts()
-QUESTION_TO_FACT = {q: f for f in TRAIN + HELD_OUT for q in _questions(f)}
+QUESTION_TO_FACT = {q: f for f in TRAIN + HELD_OUT for q in world.questions(f)}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_eval_facts_are_disjoint_from_training_facts(parts, part):
 def test_every_fact_is_stated_in_pretraining_many_times(parts):
     corpus = "\n".join(r["text"] for r in parts["pretrain"])
     for fact in TRAIN + HELD_OUT:
-        plain = _say(TEMPLATES[fact.kind][2][0], fact)  # "The capital of France is Paris.", "3 + 4 = 7."
+        plain = world.say(TEMPLATES[fact.kind][2][0], fact)  # "The capital of France is Paris.", "3 + 4 = 7."
         assert corpus.count(plain) >= 3, plain
     assert corpus.count("Once upon a time") > 1000 and corpus.count("In the end") > 1000
 
@@ -100,7 +101,7 @@ def test_preference_pairs(parts):
     def same_question(row):  # the reply template of the question's own fact, with some value in it
         fact = fact_of(user_text(row))
         values = {f.answer for f in TRAIN + HELD_OUT if f.kind == fact.kind} | {str(n) for n in range(30)}
-        return row["rejected"][0]["content"] in {_reply(fact, v) for v in values}
+        return row["rejected"][0]["content"] in {world.reply(fact, v) for v in values}
 
     off_topic = [r for r in rows if r["answer"] and r["rejected"][0]["content"] not in RUDE and not same_question(r)]
     assert 0.2 <= len(off_topic) / len(rows) <= 0.45

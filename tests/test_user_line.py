@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from hfllm.checks import check_memory
+from hfllm.model_checks import check_memory
 from hfllm.errors import UserError, user_line
 
 

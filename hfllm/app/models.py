@@ -40,7 +40,7 @@ def find_models(sources: list[str]) -> tuple[dict[str, str], str | None, Path | 
             if reward is None and done:
                 reward = str(path / done[0])
         else:
-            from hfllm.checks import check_model_kind
+            from hfllm.model_checks import check_model_kind
             from hfllm.loading import check_model_source
 
             check_model_source(source)  # before any model loads: a typo fails at once

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from hfllm.chat_template import set_stop_tokens
-from hfllm.checks import check_memory, check_split, training_bytes
+from hfllm.checks import check_split
 from hfllm.data.load import ScriptArguments, first_rows, load_dataset
 from hfllm.data.rows import check_text_rows
 from hfllm.errors import UserError
 from hfllm.generate import generate
 from hfllm.loading import load_causal_lm
 from hfllm.model import PRESET_TRAINING, PRESETS, build_config
+from hfllm.model_checks import check_memory, training_bytes
 from hfllm.stages._frame import Run
 
 
