@@ -7,10 +7,10 @@ The built-in conversations (builtin:sft, short question/answer chats) on the tin
 weights: speed does not depend on what they learned), max_length 128, batch 16, as in
 configs/tiny/sft.yaml. Every way is `hfllm sft` run in this process unless said otherwise:
 
-- hfllm defaults: `hfllm sft` with only model, data, batch, max_length and steps given (random
-  batches, transformers' default sampler);
-- hfllm, grouped by length: the same with `--train_sampling_strategy group_by_length` (batches of
-  conversations of similar length; not the default, because it changes which rows share a batch);
+- hfllm defaults: `hfllm sft` with only model, data, batch, max_length and steps given (on a CPU,
+  batches of conversations of similar length: `--train_sampling_strategy group_by_length`);
+- hfllm, random batches: the same with `--train_sampling_strategy random` (transformers' and TRL's
+  default sampler, hfllm's before it chose per device);
 - TRL defaults (fp32): trl.SFTTrainer with SFTConfig's own defaults, except bf16 and activation
   checkpointing turned off as hfllm does on CPU (the row below shows why);
 - TRL defaults as shipped: SFTConfig() untouched (bf16 autocast, activation checkpointing), a few steps;
@@ -39,7 +39,7 @@ from common import QUIET, hfllm_cli, load_average, median, random_model, rss_mb,
 
 BATCH, MAX_LENGTH, WARMUP, WINDOWS = 16, 128, 2, 3
 HFLLM_VARIANTS = {"hfllm defaults": [],
-                  "hfllm, grouped by length": ["--train_sampling_strategy", "group_by_length"],
+                  "hfllm, random batches": ["--train_sampling_strategy", "random"],
                   "hfllm + packing (BFD, padding-free)": ["--packing", "true"],
                   "hfllm + wrapped packing": ["--packing", "true", "--packing_strategy", "wrapped"]}
 

@@ -140,6 +140,84 @@ def test_alpaca_file_trains(tiny_pretrained, tmp_path):
     assert metrics(out)["dataset_format"] == "alpaca"
 
 
+def test_default_batches_have_few_pads_and_say_so(tiny_pretrained, tmp_path, capsys):
+    """No batching option set: on this CPU, chats of similar length share a batch; pads counted as TRL's collator
+    builds each batch (random batches: about a third of the positions)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    counts, collate = [], DataCollatorForLanguageModeling.torch_call
+
+    def counting(self, examples):
+        batch = collate(self, examples)
+        counts.append((sum(len(e["input_ids"]) for e in examples), batch["input_ids"].numel()))
+        return batch
+
+    def pads(*flags):
+        counts.clear()
+        DataCollatorForLanguageModeling.torch_call = counting
+        try:
+            assert run_cli("sft", "--model_name_or_path", tiny_pretrained, "--dataset_name", "builtin:sft",
+                           "--max_length", "96", "--per_device_train_batch_size", "16", "--max_steps", "8",
+                           "--save_strategy", "no", "--seed", "0", *QUIET, *flags,
+                           "--output_dir", tmp_path / str(len(flags))) == 0  # no eval set: every batch trains
+        finally:
+            DataCollatorForLanguageModeling.torch_call = collate
+        train = counts[-8:]  # the data summary collates a sample before training; nothing collates after it
+        assert len(train) == 8, counts
+        return 1 - sum(c[0] for c in train) / sum(c[1] for c in train)
+
+    grouped = pads()
+    assert "batches: chats of similar length together, few pads (the default without flash attention" in \
+        capsys.readouterr().out
+    assert grouped <= 0.02, grouped
+    random = pads("--train_sampling_strategy", "random")  # an explicit choice wins, and is not announced
+    assert "batches:" not in capsys.readouterr().out
+    assert random >= 0.1, random
+
+
+class FakeModelArgs:
+    def __init__(self, attn_implementation):
+        self.attn_implementation = attn_implementation
+
+
+@pytest.mark.parametrize("cuda,attention,max_length,chosen", [
+    (False, None, 1024, {"train_sampling_strategy": "group_by_length", "packing": False, "padding_free": False}),
+    (False, "flash_attention_2", 1024, {"train_sampling_strategy": "group_by_length", "packing": False}),
+    (True, "sdpa", 1024, {"train_sampling_strategy": "group_by_length", "packing": False, "padding_free": False}),
+    (True, "flash_attention_2", 1024, {"train_sampling_strategy": "random", "packing": True}),
+    (True, "kernels-community/flash-attn2", 1024, {"train_sampling_strategy": "random", "packing": True}),
+    (True, "flash_attention_3", None, {"train_sampling_strategy": "random", "packing": False, "padding_free": True}),
+])
+def test_default_batching_per_device(monkeypatch, cuda, attention, max_length, chosen):
+    from trl import SFTConfig
+
+    from hfllm.stages.sft import default_batching
+
+    options = ("train_sampling_strategy", "packing", "padding_free")
+    config, *theirs = [SFTConfig(output_dir="unused", max_length=max_length, use_cpu=True, report_to="none")
+                       for _ in range(4)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)  # after the configs: TrainingArguments asks too
+    assert default_batching(config, FakeModelArgs(attention), set()).startswith("batches: ")
+    assert {key: getattr(config, key) for key in chosen} == chosen
+    for option, config in zip(options, theirs):  # any one set by the user: theirs, all of it
+        assert default_batching(config, FakeModelArgs(attention), {option}) is None
+        assert (config.train_sampling_strategy, config.packing, config.padding_free) == ("random", False, False)
+
+
+def test_a_config_key_for_batches_wins(tmp_path, capsys):
+    from hfllm.stages._frame import Run
+    from hfllm.stages.sft import ARGUMENTS, DEFAULTS, default_batching
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "c.yaml").write_text("packing: false\n")
+    run = Run.start("sft", ["--model_name_or_path", str(model), "--config", str(tmp_path / "c.yaml")], ARGUMENTS,
+                    defaults=DEFAULTS)
+    assert default_batching(run.config, run.model_args, run.explicit) is None
+    assert run.config.train_sampling_strategy == "random"
+
+
 @pytest.mark.parametrize("flags,message", [
     ([], "sft needs a model"),
     (["--model_name_or_path", "TMP/does-not-exist"], "model not found: TMP/does-not-exist"),

@@ -12,7 +12,8 @@ saved tokenizer keeps the original template, the one the model is served with. T
 model stops at the end of its answer: the eos (and the template's end-of-turn token) stay
 in the labels and in generation_config. Before the model loads, a few lines say what the
 trainer will see (the frame's data summary; ``hfllm inspect`` shows more). When the eval data has an ``answer`` column,
-answer accuracy is measured before and after.
+answer accuracy is measured before and after. Unless the flags or config say how batches are formed, they are formed
+with few pads for the device (``default_batching``), said in one line.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SFTScriptArguments(ScriptArguments):
 
 ARGUMENTS = (SFTScriptArguments, SFTConfig, ModelConfig)  # what its flags and config files fill
 DEFAULTS = {"logging_steps": 10, "save_total_limit": 1, "lora_target_modules": ["all-linear"]}  # hfllm's, over TRL's
+BATCHING = ("train_sampling_strategy", "packing", "padding_free")  # how batches are formed; any one set: the user's
 
 
 def main(argv: list[str]) -> int:
@@ -52,6 +54,9 @@ def main(argv: list[str]) -> int:
     if args.merge_lora and not model_args.use_peft:
         raise UserError("--merge_lora merges a LoRA adapter: add --use_peft, or drop --merge_lora")
     run.prepare()
+    batching = default_batching(config, model_args, run.explicit)
+    if batching and run.is_main_process:
+        print(batching)
 
     with config.main_process_first(desc="checking data"):
         train_ds, eval_ds, fmt, rows = formats.load_train_eval(args, "sft", config.seed)
@@ -102,6 +107,32 @@ def main(argv: list[str]) -> int:
            f"{after['answer_accuracy']:.1%}"] if before else []),
         f"saved {kind} to {run.output_dir}"])
     return 0
+
+
+def default_batching(config, model_args, explicit: set) -> str | None:
+    """Batches with few pads, unless the flags or config set one of BATCHING: random batches of chats of mixed
+    length spend about a third of their positions on pads. With flash attention on a GPU, the chats go into rows
+    without padding (TRL's best-fit packing, which also keeps max_length; without a max_length, padding_free alone);
+    elsewhere, chats of similar length share a batch (attention over one flattened row, as padding-free takes, costs
+    a CPU's sdpa more than the pads it saves). Returns the line that says which, or None when the user chose."""
+    import torch
+    from transformers.utils.generic import is_flash_attention_requested
+
+    if explicit & set(BATCHING):
+        return None
+    flash = torch.cuda.is_available() and is_flash_attention_requested(
+        requested_attention_implementation=model_args.attn_implementation)
+    if flash and config.max_length is None:
+        config.padding_free = True
+        return ("batches: each batch's chats in one row, no padding (the default with flash attention; "
+                "--padding_free false to change)")
+    if flash:
+        config.packing = True
+        return (f"batches: chats packed into rows of {config.max_length} tokens, no padding (the default with "
+                f"flash attention; --packing false to change)")
+    config.train_sampling_strategy = "group_by_length"
+    return ("batches: chats of similar length together, few pads (the default without flash attention; "
+            "--train_sampling_strategy random to change)")
 
 
 def assistant_turns(tokenizer, train_ds, eval_ds, config, explicit: set, main_process: bool = True):
