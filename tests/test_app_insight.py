@@ -167,3 +167,31 @@ def test_insight_views_through_the_api(client, lm):
     assert sum(weights) == pytest.approx(1.0, abs=1e-3) and "layer 2" in note
     with pytest.raises(AppError, match="type a text first"):
         client.predict(text="", model_name="a", layer=1, head="mean", api_name="/attention")
+
+
+# --- on replicas of real models: their tokenizers, chat templates, GQA and 128-152k vocabularies -----------------
+
+@pytest.mark.parametrize("name", ["qwen2.5", "llama3.2"])
+def test_insight_views_on_real_model_replicas(name):
+    from replicas import replica
+
+    model, tokenizer = m.load_model(str(replica(name)))
+    question = ins.held_out_examples()[0]
+    answer, table, note = ins.answer_confidence(model, tokenizer, question, True,
+                                                h.Sampling(greedy=False, max_new_tokens=8, seed=3))
+    ids = table["id"].tolist()
+    direct = forward_probabilities(model, tokenizer, format_prompt(tokenizer, question, True), ids)
+    assert len(ids) >= 1 and table["probability"].tolist() == pytest.approx(direct, abs=1e-4)
+    assert "Truth:" in note
+
+    layers, heads = ins.model_shape(model)
+    assert heads == model.config.num_attention_heads != model.config.num_key_value_heads  # GQA: query heads shown
+    tokens, weights, _, _ = ins.attention(model, tokenizer, "The sky is blue. The grass is", layers, str(heads))
+    assert len(weights) == len(tokens)
+    assert all(sum(row[:i + 1]) == pytest.approx(1.0, abs=1e-5) for i, row in enumerate(weights))
+
+    questions = ins.scaling_questions("arithmetic", 3)
+    curve, per_question, notes = ins.scaling_curve(model, tokenizer, None, questions,
+                                                   h.Sampling(greedy=False, max_new_tokens=6, seed=0), 2)
+    assert len(curve) == 4 and len(per_question) == 3 and "best-of-N is not drawn" in notes[0]
+    assert all(isinstance(a, str) for a in per_question["first sample"])
